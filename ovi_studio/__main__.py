@@ -1,0 +1,3 @@
+from ovi_studio.cli import main
+
+main()
