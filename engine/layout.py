@@ -1,0 +1,43 @@
+"""Where each file of a checkpoint folder lives (spec §1), and where it comes from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.variants import FP8_FILENAME, Variant
+
+T5_WEIGHTS = "Wan2.2-TI2V-5B/models_t5_umt5-xxl-enc-bf16.pth"
+TOKENIZER_DIR = "Wan2.2-TI2V-5B/google/umt5-xxl"
+VIDEO_VAE_WEIGHTS = "Wan2.2-TI2V-5B/Wan2.2_VAE.pth"
+AUDIO_VAE_WEIGHTS = "MMAudio/ext_weights/v1-16.pth"
+VOCODER_WEIGHTS = "MMAudio/ext_weights/best_netG.pt"
+
+# Hugging Face repositories the published files come from (for "where it comes from" messages).
+SOURCES = {
+    "Wan2.2-TI2V-5B": "Wan-AI/Wan2.2-TI2V-5B",
+    "MMAudio": "hkchengrex/MMAudio",
+    "Ovi/" + FP8_FILENAME: "rkfg/Ovi-fp8_quantized",
+    "Ovi": "chetwinlow1/Ovi",
+}
+
+
+def fusion_weights(variant: Variant, fp8: bool = False) -> str:
+    return "Ovi/" + (FP8_FILENAME if fp8 else variant.filename)
+
+
+def required_files(variant: Variant, fp8: bool = False) -> list[str]:
+    """Every path (relative to the checkpoint folder) a render with this variant reads."""
+    return [fusion_weights(variant, fp8), T5_WEIGHTS, TOKENIZER_DIR, VIDEO_VAE_WEIGHTS,
+            AUDIO_VAE_WEIGHTS, VOCODER_WEIGHTS]
+
+
+def source_of(relative_path: str) -> str:
+    """The Hugging Face repository a checkpoint file is downloaded from."""
+    for prefix, repo in SOURCES.items():  # the fp8 file is listed before the rest of Ovi/
+        if relative_path == prefix or relative_path.startswith(prefix + "/"):
+            return repo
+    return "unknown"
+
+
+def missing_files(ckpt_dir: str | Path, variant: Variant, fp8: bool = False) -> list[str]:
+    root = Path(ckpt_dir)
+    return [rel for rel in required_files(variant, fp8) if not (root / rel).exists()]
