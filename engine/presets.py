@@ -1,0 +1,148 @@
+"""Memory presets for 80, 24, 16, 12 and 8 GB GPUs, and the memory model behind them.
+
+The model is arithmetic over the architecture (pure Python, no torch), so `doctor` can suggest a
+preset and tests can check that every preset fits its budget at the largest shot it allows:
+- weights: the fusion layers (bf16 2 bytes/param, fp8 1 byte + 1/64 scale), the towers'
+  non-layer parts (embeddings, audio conv stem, heads; always bf16);
+- the streamed layers' ring: `slots` layers on the device while the others sit in CPU memory;
+- activations of one forward at the shot's token count: the per-token modulation [L, 6, D], the
+  residual streams of both CFG branches, the FFN hidden state and its GELU output, and the
+  attention q/k/v/out — in bf16;
+- the VAE decode, which runs after the DiT's resident weights leave the GPU in low-memory
+  presets (`offload_dit_for_decode`), so the two peaks never add up.
+Figures for the text encoder do not count: it runs alone, before the DiT is loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.arch import Arch, DiTParams
+from engine.offload import auto_blocks_to_swap, streamed_layers
+
+GB = 1 << 30
+SLOTS = 2
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A memory budget and the switches used to meet it; how many layers stream is worked
+    out per shot (`plan_memory`), since a 10-s 960² shot needs 3.6x the activations of 720²."""
+    name: str
+    gpu_gb: int
+    fp8: bool
+    tiled_vae: bool
+    offload_dit_for_decode: bool
+    note: str
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("80gb", 80, False, False, False, "bf16, everything resident: fastest"),
+    Preset("24gb", 24, False, True, True, "bf16, some layers streamed, tiled VAE"),
+    Preset("16gb", 16, False, True, True, "bf16, most layers streamed, tiled VAE"),
+    Preset("12gb", 12, False, True, True, "bf16, nearly all layers streamed, tiled VAE"),
+    Preset("8gb", 8, True, True, True, "fp8 block-scaled weights, layers streamed, tiled VAE"),
+)}
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    blocks_to_swap: int
+    peak_bytes: int
+    fits: bool
+
+
+def suggest_preset(total_gpu_bytes: int) -> Preset:
+    """The fastest preset whose budget fits the GPU."""
+    fitting = [p for p in PRESETS.values() if p.gpu_gb * GB <= total_gpu_bytes * 1.02]
+    return max(fitting, key=lambda p: p.gpu_gb) if fitting else PRESETS["8gb"]
+
+
+def _linear_params(t: DiTParams) -> int:
+    """Linear weights of one block of one tower (what block swapping streams)."""
+    d, f = t.dim, t.ffn_dim
+    return 4 * d * d + 4 * d * d + 2 * d * d + 2 * d * f  # self q,k,v,o; cross q,k,v,o; fusion k,v; ffn
+
+
+def _block_other_params(t: DiTParams) -> int:
+    """Biases, norm weights and the modulation table of one block of one tower."""
+    d = t.dim
+    biases = 4 * d + 4 * d + 2 * d + t.ffn_dim + d  # self q,k,v,o; cross q,k,v,o; fusion k,v; ffn
+    norms = 2 * d + 2 * d + 2 * d + 2 * d + d  # self q/k, norm3, cross q/k, pre-fusion LN, fusion k
+    return biases + norms + 6 * d
+
+
+def _tower_non_block_params(t: DiTParams) -> int:
+    d = t.dim
+    if t.is_audio:
+        stem = t.in_dim * d * 7 + d + 3 * d * t.audio_stem_hidden * 7
+    else:
+        stem = t.in_dim * d * 4 + d
+    text = t.text_dim * d + d + d * d + d
+    time = t.freq_dim * d + d + d * d + d + d * 6 * d + 6 * d
+    head = 2 * d + d * t.out_dim * (4 if not t.is_audio else 1) + t.out_dim * (4 if not t.is_audio else 1)
+    return stem + text + time + head
+
+
+def layer_linear_bytes(arch: Arch, *, fp8: bool) -> int:
+    """Bytes of the Linear weights of one fusion layer (video + audio block): what streams."""
+    params = _linear_params(arch.video_dit) + _linear_params(arch.audio_dit)
+    return int(params * (1 + 1 / 64)) if fp8 else params * 2
+
+
+def resident_other_bytes(arch: Arch) -> int:
+    """Everything of the fusion model that never streams (bf16): biases, norms, modulation,
+    embeddings, the audio conv stem and the heads."""
+    v, a = arch.video_dit, arch.audio_dit
+    params = (_block_other_params(v) + _block_other_params(a)) * v.num_layers \
+        + _tower_non_block_params(v) + _tower_non_block_params(a)
+    return params * 2
+
+
+def weight_bytes(arch: Arch, *, fp8: bool, blocks_to_swap: int) -> int:
+    """Device bytes of the fusion model's weights under a swap/fp8 setting."""
+    layers = arch.video_dit.num_layers
+    swapped = len(streamed_layers(layers, blocks_to_swap))
+    on_device = layers - swapped + SLOTS if swapped > SLOTS else layers
+    return on_device * layer_linear_bytes(arch, fp8=fp8) + resident_other_bytes(arch)
+
+
+def activation_bytes(arch: Arch, video_tokens: int, audio_tokens: int) -> int:
+    """Peak bytes of activations inside one fusion layer with both CFG branches alive."""
+    d, f = arch.video_dit.dim, arch.video_dit.ffn_dim
+    tokens = video_tokens + audio_tokens
+    modulation = tokens * 7 * d * 2  # e [L, D] and e0 [L, 6, D], shared by both branches
+    streams = 2 * tokens * d * 2  # both branches' residual streams
+    ffn = video_tokens * f * 2 * 2  # hidden + GELU output
+    attention = 4 * video_tokens * d * 2
+    return int((modulation + streams + ffn + attention) * 1.25)  # 25%: allocator and temporaries
+
+
+def vae_decode_bytes(height: int, width: int, tiled: bool, tile: int = 256) -> int:
+    """Peak of the Wan2.2 VAE decode of one latent frame (4 output frames) in fp32: the widest
+    stage holds 256 channels x 4 frames at full resolution, three such tensors at once."""
+    h, w = (min(height, tile), min(width, tile)) if tiled else (height, width)
+    return int(3 * 256 * 4 * h * w * 4 + 0.7 * GB)  # + the VAE's own weights and caches
+
+
+def peak_bytes(arch: Arch, preset: Preset, blocks_to_swap: int, *, height: int, width: int,
+               video_tokens: int, audio_tokens: int) -> int:
+    weights = weight_bytes(arch, fp8=preset.fp8, blocks_to_swap=blocks_to_swap)
+    dit = weights + activation_bytes(arch, video_tokens, audio_tokens)
+    decode = vae_decode_bytes(height, width, preset.tiled_vae)
+    if not preset.offload_dit_for_decode:
+        decode += weights
+    return max(dit, decode)
+
+
+def plan_memory(arch: Arch, preset: Preset, *, height: int, width: int, video_tokens: int,
+                audio_tokens: int, budget_bytes: int | None = None) -> MemoryPlan:
+    """How many layers to stream for one shot under a preset (or an explicit free-memory budget)."""
+    budget = preset.gpu_gb * GB if budget_bytes is None else budget_bytes
+    swap = auto_blocks_to_swap(num_layers=arch.video_dit.num_layers,
+                               bytes_per_layer=layer_linear_bytes(arch, fp8=preset.fp8),
+                               other_weight_bytes=resident_other_bytes(arch),
+                               activation_bytes=activation_bytes(arch, video_tokens, audio_tokens),
+                               free_bytes=budget, slots=SLOTS)
+    peak = peak_bytes(arch, preset, swap, height=height, width=width, video_tokens=video_tokens,
+                      audio_tokens=audio_tokens)
+    return MemoryPlan(swap, peak, peak <= budget)
