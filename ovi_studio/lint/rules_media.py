@@ -1,0 +1,54 @@
+"""OVI406: the first-frame image of an image-to-video shot exists, is an image, and fits."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovi_studio.diagnostics import Severity
+
+from ovi_studio.lint.registry import rule
+
+ASPECT_TOLERANCE = 1.2  # requested vs image aspect, as a ratio either way
+
+rule("OVI406", Severity.ERROR, "first-frame image missing, unreadable or of another shape",
+     "An image-to-video shot starts from its `first_frame`. Error when the file does not exist or "
+     "is not a readable image (checked with Pillow); warning when its aspect ratio differs from "
+     f"the requested resolution/aspect by more than {ASPECT_TOLERANCE:g}x (the engine keeps the "
+     "image's aspect, so the shot will not have the shape you asked for). Paths are relative to "
+     "the storyboard (or, for Ovi CSV files, to the CSV's folder).")
+
+
+@dataclass(frozen=True)
+class ImageFinding:
+    message: str
+    severity: Severity
+
+
+def check_first_frame(path: Path, requested: tuple[int, int] | None) -> Iterator[ImageFinding]:
+    """`requested` is the (height, width) the storyboard asks for, None when it asks nothing."""
+    from PIL import Image, UnidentifiedImageError  # Pillow only when a shot has a first frame
+
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "missing"
+        yield ImageFinding(f"first frame `{path}` is {what}: fix the path (relative to the "
+                           "storyboard) or remove `first_frame`", Severity.ERROR)
+        return
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        yield ImageFinding(f"first frame `{path.name}` is not a readable image ({exc}): use a PNG or "
+                           "JPEG file", Severity.ERROR)
+        return
+    if requested is None or min(width, height, *requested) <= 0:
+        return
+    req_h, req_w = requested
+    factor = math.exp(abs(math.log((width / height) / (req_w / req_h))))
+    if factor > ASPECT_TOLERANCE:
+        yield ImageFinding(f"first frame is {width}x{height} (aspect {width / height:.2f}) but the shot "
+                           f"asks for {req_w}x{req_h} (aspect {req_w / req_h:.2f}): the output follows "
+                           "the image — crop the image or change the resolution", Severity.WARNING)
