@@ -1,0 +1,123 @@
+"""On-disk cache of text embeddings, so that a prompt is encoded by the 11 GB T5 at most once.
+
+Where: `<repo>/cache/` (the project's `cache/` folder), or `~/.cache/ovi-studio` when that is not
+writable; `OVI_STUDIO_CACHE` or an explicit folder overrides both. Embeddings live in the
+`text-embeddings/` subfolder, a diskcache store (SQLite index, safe for several processes).
+
+Key: SHA-256 of the cleaned text, the encoder's identity (checkpoint and tokenizer fingerprints)
+and the dtype. Value: the embedding as safetensors bytes (never a pickle). Size-limited with
+least-recently-used eviction. An unreadable entry is dropped with a warning and recomputed.
+
+Pure Python at import time (torch and safetensors are imported when a tensor is stored or read),
+so `ovi-studio cache info` stays light.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import diskcache
+
+CACHE_ENV = "OVI_STUDIO_CACHE"
+EMBEDDINGS_DIR = "text-embeddings"
+DEFAULT_SIZE_LIMIT = 2 << 30  # 2 GiB: ~2,500 typical prompts at 4096 x bf16 (a full 512-token one is 4 MiB)
+KEY_VERSION = 1  # bump when the meaning of a stored embedding changes
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def cache_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The cache folder: `explicit`, else $OVI_STUDIO_CACHE, else <repo>/cache, else ~/.cache/ovi-studio."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    project = Path(__file__).resolve().parents[1] / "cache"
+    return project if _writable(project) else Path.home() / ".cache" / "ovi-studio"
+
+
+def embedding_key(cleaned_text: str, encoder_identity: str, dtype: str) -> str:
+    payload = json.dumps([KEY_VERSION, cleaned_text, encoder_identity, dtype], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class _BytesOnlyDisk(diskcache.Disk):
+    """diskcache unpickles non-bytes values on read; this store never holds any, so refuse them."""
+
+    def fetch(self, mode, filename, value, read):
+        if mode == diskcache.core.MODE_PICKLE:
+            raise ValueError("refusing a pickled value")
+        return super().fetch(mode, filename, value, read)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    directory: Path
+    entries: int
+    size_bytes: int
+    size_limit: int
+
+
+class EmbeddingCache:
+    """{key: tensor} on disk. Use as a context manager or call `close()`."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, size_limit: int = DEFAULT_SIZE_LIMIT):
+        self.directory = cache_root(root) / EMBEDDINGS_DIR
+        # on overflow diskcache evicts the 10 least recently used entries per write
+        self._store = diskcache.Cache(str(self.directory), size_limit=size_limit,
+                                      eviction_policy="least-recently-used", disk=_BytesOnlyDisk)
+
+    def get(self, key: str):
+        """The stored tensor, or None when absent or unreadable (then the entry is dropped)."""
+        from safetensors.torch import load
+
+        data = None
+        try:
+            data = self._store.get(key)
+            if data is None:
+                return None
+            return load(data)["embedding"]
+        except Exception as exc:  # a damaged file, a truncated value, a foreign entry
+            warnings.warn(f"text-embedding cache entry {key[:12]} in {self.directory} is unreadable "
+                          f"({type(exc).__name__}: {exc}); dropping it and encoding the text again",
+                          stacklevel=2)
+            self._store.delete(key)
+            return None
+
+    def put(self, key: str, tensor) -> None:
+        from safetensors.torch import save
+
+        self._store.set(key, save({"embedding": tensor.detach().cpu().contiguous()}))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def info(self) -> CacheInfo:
+        return CacheInfo(self.directory, len(self._store), self._store.volume(),
+                         self._store.size_limit)
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many there were."""
+        return self._store.clear()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "EmbeddingCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

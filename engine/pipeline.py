@@ -1,0 +1,204 @@
+"""One call for a whole shot: texts (+ an optional first frame) -> frames, waveform and latents.
+
+The reference's `OviFusionEngine.generate` flow (spec §4.1), in-process and reusable across
+shots: text embeddings come from the on-disk cache (the T5 is loaded only for texts never seen
+and freed before the fusion model is loaded); i2v encodes the first frame with the video VAE;
+the fusion model denoises; audio then video are decoded; frames become uint8 by the reference's
+truncating conversion.
+
+Networks are loaded on first use and kept for the next shot; `close()` frees them.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from PIL import Image
+
+from engine.arch import load_arch
+from engine.audio_vae import load_audio_vae_decoder
+from engine.checkpoint import load_fusion_model, release_fusion_model
+from engine.embedding_cache import EmbeddingCache
+from engine.errors import CheckpointError
+from engine.fingerprint import folder_fingerprint
+from engine.image import image_tensor
+from engine.layout import missing_files, required_files, source_of
+from engine.math import resolve_attention_backend
+from engine.sampling import Callback, SamplerSettings, denoise, peak_memory_bytes, reset_peak_memory
+from engine.text import PromptEmbeddings
+from engine.variants import get_variant, snap_t2v_size
+from engine.video_vae import Tiling, VideoVAE
+from engine.vocoder import load_vocoder
+
+ENGINE_VERSION = "0.1.0"
+
+
+@dataclass
+class ShotRequest:
+    prompt: str  # already formatted for the variant (engine.variants.format_prompt)
+    video_negative: str
+    audio_negative: str
+    height: int  # requested size: snapped to the variant's area for t2v; i2v takes the image's
+    width: int
+    first_frame: Image.Image | None = None
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+
+
+@dataclass
+class ShotResult:
+    frames: torch.Tensor  # uint8 [F, H, W, 3]
+    audio: torch.Tensor  # float32 [samples], 16 kHz
+    video_latents: torch.Tensor  # bf16 [48, F_lat, h, w]
+    audio_latents: torch.Tensor  # bf16 [L, 20]
+    height: int
+    width: int
+    timings: dict[str, float]
+    peak_memory_bytes: int | None
+
+
+def frames_uint8(video: torch.Tensor) -> torch.Tensor:
+    """[3, F, H, W] in [-1, 1] -> uint8 [F, H, W, 3], truncating as the reference's writer does."""
+    video = video.float().clamp(-1, 1)
+    return ((video + 1) / 2 * 255).to(torch.uint8).permute(1, 2, 3, 0).contiguous()
+
+
+class _Timer:
+    """Accumulates wall time per named section (synchronising CUDA so GPU work is counted)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def section(self, name: str):
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+class OviPipeline:
+    def __init__(self, ckpt_dir: str | Path, variant: str, *, device="cpu", dtype=torch.bfloat16,
+                 fp8: bool = False, cache_dir: str | Path | None = None, tiled_vae: bool | None = None,
+                 attention: str = "auto"):
+        self.root = Path(ckpt_dir)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.fp8 = fp8
+        self.attention = attention
+        self.tiled_vae = tiled_vae
+        self._check_files(variant)
+        self.arch = load_arch(self.root)
+        self.variant = self.arch.variant.apply(get_variant(variant))
+        self.cache = EmbeddingCache(cache_dir)
+        self.embeddings = PromptEmbeddings(self.root, self.arch.t5, self.cache, device=self.device)
+        self._model = None
+        self._video_vae: VideoVAE | None = None
+        self._audio_decoder = None
+        self._vocoder = None
+
+    def _check_files(self, variant: str) -> None:
+        missing = missing_files(self.root, get_variant(variant), self.fp8)
+        if missing:
+            listing = "; ".join(f"{rel} (from {source_of(rel)})" for rel in missing)
+            raise CheckpointError(self.root, f"{len(missing)} checkpoint file(s) missing: {listing}",
+                                  "download them with the reference's download_weights.py or "
+                                  "`huggingface-cli download <repo> --include <path> --local-dir "
+                                  f"{self.root}/<top folder>`")
+
+    # --- networks, loaded on first use --------------------------------------------------------
+
+    def _fusion(self):
+        if self._model is None:
+            self._model, _ = load_fusion_model(self.root, self.variant.name, device=self.device,
+                                               dtype=self.dtype, fp8=self.fp8, attention=self.attention)
+        return self._model
+
+    def _vae(self) -> VideoVAE:
+        if self._video_vae is None:
+            self._video_vae = VideoVAE.load(self.root, self.arch.video_vae, device=self.device)
+        return self._video_vae
+
+    def _audio(self):
+        if self._audio_decoder is None:
+            self._audio_decoder = load_audio_vae_decoder(self.root, self.arch.audio_vae, device=self.device)
+            self._vocoder = load_vocoder(self.root, self.arch.vocoder, device=self.device)
+        return self._audio_decoder, self._vocoder
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def encode_prompts(self, texts: Iterable[str]) -> None:
+        """Fill the embedding cache for every text of a render, then free the encoder."""
+        self.embeddings.ensure(texts)
+        self.embeddings.release()
+
+    @torch.inference_mode()
+    def generate(self, request: ShotRequest, callback: Callback | None = None) -> ShotResult:
+        timer = _Timer(self.device)
+        reset_peak_memory(self.device)
+        texts = (request.prompt, request.video_negative, request.audio_negative)
+        with timer.section("text"):
+            self.encode_prompts(texts)
+            text, video_negative, audio_negative = (self.embeddings.get(t) for t in texts)
+
+        first_frame_latent = None
+        if request.first_frame is not None:
+            with timer.section("image_encode"):
+                image = image_tensor(request.first_frame, self.variant.video_area, device=self.device)
+                height, width = image.shape[-2:]
+                first_frame_latent = self._vae().encode(image[:, :, None]).to(torch.bfloat16)[0]
+        else:
+            height, width = snap_t2v_size(request.height, request.width, self.variant.video_area)
+        video_shape = (self.arch.video_dit.in_dim, self.variant.video_latent_length, height // 16, width // 16)
+        audio_shape = (self.variant.audio_latent_length, self.arch.audio_dit.in_dim)
+
+        with timer.section("load_model"):
+            model = self._fusion()
+        with timer.section("denoise"):
+            video_latents, audio_latents = denoise(
+                model, settings=request.sampler, text=text, video_negative=video_negative,
+                audio_negative=audio_negative, video_shape=video_shape, audio_shape=audio_shape,
+                first_frame_latent=first_frame_latent, device=self.device, callback=callback)
+
+        with timer.section("audio_decode"):
+            decoder, vocoder = self._audio()
+            waveform = vocoder(decoder(audio_latents[None].transpose(1, 2)))
+            audio = waveform.float().reshape(-1).cpu()
+        with timer.section("video_decode"):
+            vae = self._vae()
+            latents = video_latents[None]
+            tiled = vae.needs_tiling(latents.shape) if self.tiled_vae is None else self.tiled_vae
+            video = vae.decode(latents, Tiling() if tiled else None)[0]
+            frames = frames_uint8(video).cpu()
+        peak = peak_memory_bytes(self.device)
+        return ShotResult(frames=frames, audio=audio, video_latents=video_latents.cpu(),
+                          audio_latents=audio_latents.cpu(), height=height, width=width,
+                          timings=timer.timings, peak_memory_bytes=peak)
+
+    def describe(self) -> dict:
+        model = self._model
+        return {
+            "engine_version": ENGINE_VERSION,
+            "variant": self.variant.name,
+            "checkpoint": folder_fingerprint(self.root, required_files(self.variant, self.fp8)),
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "attention": (model.attention_backend if model is not None
+                          else resolve_attention_backend(self.attention, self.device)),
+            "fp8": self.fp8,
+        }
+
+    def close(self) -> None:
+        """Free every network now; the pipeline reloads them if used again."""
+        if self._model is not None:
+            release_fusion_model(self._model)
+        self._model = self._video_vae = self._audio_decoder = self._vocoder = None
+        self.embeddings.release()
+        self.cache.close()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
