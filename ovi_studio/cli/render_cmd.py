@@ -1,1 +1,90 @@
-"""(commands registered here; being written)"""
+"""`ovi-studio render`: storyboard -> shots -> final cut (library: ovi_studio.render.session)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ovi_studio.cli.app import app, err, guarded
+from ovi_studio.errors import UserError
+
+def _names(values: list[str] | None) -> list[str]:
+    """Shot names from repeated and/or comma-separated values."""
+    return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+
+
+@app.command()
+@guarded
+def render(
+    storyboard: Path = typer.Argument(..., help="storyboard .yaml (or an Ovi prompt .csv)"),
+    shots: Optional[List[str]] = typer.Argument(None, help="with --force: the shots to render again"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: the storyboard's output.dir, else out/<name>)"),
+    engine: str = typer.Option("auto", "--engine", help="ovi | preview | auto (ovi when the checkpoints are found)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="model dtype, e.g. bfloat16 | float32"),
+    ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder (also OVI_CKPT_DIR, `ckpt_dir:`)"),
+    set_: List[str] = typer.Option([], "--set", help="key=value over every shot's settings (repeatable), e.g. steps=20"),
+    force: bool = typer.Option(False, "--force", help="render again even when up to date: every shot, or the SHOTS named after it"),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="render only these shots (and stale ancestors); repeatable or comma-separated"),
+    takes: Optional[int] = typer.Option(None, "--takes", min=1, help="takes per shot (overrides `takes:`)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
+    oom_retry: bool = typer.Option(False, "--oom-retry", help="on CUDA out of memory, retry once with more memory saving"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
+) -> None:
+    """Render a storyboard: every stale shot through the engine, then the final cut."""
+    from ovi_studio.render.progress import make_progress
+    from ovi_studio.render.inputs import RenderOptions, parse_overrides
+    from ovi_studio.render.session import RenderSession
+
+    if shots and not force:
+        raise UserError(f"unexpected argument(s) {' '.join(shots)}",
+                        hint="shot names after the storyboard go with --force (e.g. --force a b); use --only to select")
+    options = RenderOptions(
+        source=storyboard, out_dir=out, engine=engine, device=device, dtype=dtype,
+        ckpt_dir=ckpt_dir, overrides=parse_overrides(set_),
+        force=_names(shots) if force else None, only=_names(only) or None,
+        takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet)
+    progress = make_progress(quiet)
+    session = RenderSession(options, progress)
+    plan = session.prepare()
+    if dry_run:
+        print_plan(session, plan)
+        raise typer.Exit(0)
+    with progress:
+        outcome = session.run()
+    summarize(outcome, session.out_dir, quiet)
+    raise typer.Exit(outcome.exit_code)
+
+
+def print_plan(session, plan) -> None:
+    selected = session.selected_shots()
+    steps = plan.steps if plan else []
+    will = {id(s) for s in session.takes_to_render()}
+    typer.echo(f"plan for {session.loaded.path} -> {session.out_dir} (engine: {session.engine_name})")
+    for step in steps:
+        action = "render" if id(step) in will else ("skip (not selected)" if step.shot.id not in selected else "up to date")
+        why = f" — {', '.join(step.reasons)}" if step.reasons and id(step) in will else ""
+        parent = f" from {step.parent}" if step.parent else ""
+        typer.echo(f"  {step.shot.id}/take{step.take}: {step.mode}{parent} {step.width}x{step.height} "
+                   f"{step.frames}f seed {step.seed} ~{step.estimate_seconds:.0f}s: {action}{why}")
+    for shot_id, reason in session.broken.items():
+        typer.echo(f"  {shot_id}: cannot render: {reason}")
+    total = sum(s.estimate_seconds for s in steps if id(s) in will)
+    typer.echo(f"{len(will)} take(s) to render, estimated {total:.0f}s of GPU time")
+
+
+def summarize(outcome, out_dir: Path, quiet: bool) -> None:
+    final = outcome.final
+    if final.get("status") in ("done", "cached"):
+        typer.echo(f"final cut: {out_dir / final['path']} ({final['duration_s']:.2f}s)")
+    for record in outcome.records:
+        if record.status == "failed":
+            err.print(f"[red]failed:[/] {record.shot}/take{record.take}: {record.reason}", highlight=False)
+        elif record.status == "skipped" and not quiet:
+            err.print(f"skipped: {record.shot}/take{record.take}: {record.reason}", highlight=False)
+    if outcome.failed_shots:
+        err.print(f"[red]{len(outcome.failed_shots)} shot(s) failed:[/] {', '.join(outcome.failed_shots)}",
+                  highlight=False)
+    if outcome.report_path and not quiet:
+        typer.echo(f"report: {outcome.report_path}")

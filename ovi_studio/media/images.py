@@ -1,0 +1,75 @@
+"""Still images: loading first frames (from an image or a video's last frame), fitting them to
+a target size, and writing PNGs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ovi_studio.media import ffmpeg, probe
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+
+
+class ImageLoadError(ValueError):
+    """A first-frame file is missing, unreadable or not an image/video."""
+
+
+def load_first_frame(path: str | Path) -> Image.Image:
+    """An RGB image from an image file, or the last frame of a video file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"first frame {path} does not exist")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return Image.fromarray(last_video_frame(path))
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ImageLoadError(f"first frame {path} is not a readable image ({exc})") from None
+
+
+def last_video_frame(path: str | Path) -> np.ndarray:
+    """The last decoded frame of a video (decoding through; seeking by frame count is fragile)."""
+    try:
+        info = probe.probe(path)
+    except ffmpeg.FfmpegError as exc:
+        raise ImageLoadError(f"{path} is not a readable video:\n{exc.stderr_tail}") from None
+    video = info.first("video")
+    if video is None or not video.width:
+        raise ImageLoadError(f"{path} has no video stream")
+    last = None
+    for frame in ffmpeg.read_rawvideo(path, video.width, video.height):
+        last = frame
+    if last is None:
+        raise ImageLoadError(f"{path} has no decodable frame")
+    return last.copy()
+
+
+def fit_image(img: Image.Image, height: int, width: int, mode: str = "crop") -> Image.Image:
+    """Resize to exactly (height, width): `crop` scales to cover then centre-crops, `pad` scales
+    to fit and letterboxes with black."""
+    if img.size == (width, height):
+        return img
+    src_w, src_h = img.size
+    if mode == "crop":
+        scale = max(width / src_w, height / src_h)
+    elif mode == "pad":
+        scale = min(width / src_w, height / src_h)
+    else:
+        raise ValueError(f"fit must be 'crop' or 'pad', got {mode!r}")
+    new_w, new_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+    resized = img.resize((new_w, new_h), Image.Resampling.LANCZOS)
+    if mode == "crop":
+        left, top = (new_w - width) // 2, (new_h - height) // 2
+        return resized.crop((left, top, left + width, top + height))
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(resized, ((width - new_w) // 2, (height - new_h) // 2))
+    return canvas
+
+
+def save_png(path: str | Path, frame: np.ndarray | Image.Image) -> None:
+    img = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, np.uint8))
+    img.save(path, format="PNG")

@@ -1,0 +1,173 @@
+"""The engine protocol the render session talks to, and the adapter over the Ovi model.
+
+A session does not care what makes the pictures: the model (`OviEngine`) or the animatic
+(`preview.PreviewEngine`). Both take a `ShotJob` (everything about one take, already resolved
+by the storyboard and the plan) and return a `ShotOutput` (uint8 frames, 16 kHz audio, final
+latents when there are any, and facts for meta.json).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+StepCallback = Callable[[int, int], None]  # (steps done, steps total)
+
+
+@dataclass(frozen=True)
+class ShotJob:
+    shot_id: str
+    take: int
+    seed: int
+    mode: str  # "t2v" | "i2v" | "extend"
+    prompt: str  # compiled, formatted for the variant
+    height: int
+    width: int
+    frames: int  # 121 or 241
+    video_negative: str | None = None
+    audio_negative: str | None = None
+    dialogue: tuple[tuple[str | None, str], ...] = ()
+    scene: str | None = None
+    audio_caption: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # steps, solver, shift, guidance, ...
+
+    @property
+    def texts(self) -> tuple[str, str, str]:
+        return self.prompt, self.video_negative or "", self.audio_negative or ""
+
+
+@dataclass
+class ShotOutput:
+    frames: np.ndarray  # uint8 [F, H, W, 3]
+    audio: np.ndarray  # float32 [samples] at 16 kHz, as decoded
+    latents: dict[str, Any] | None = None  # {"video": [C,F,h,w], "audio": [L,C]}
+    info: dict[str, Any] = field(default_factory=dict)  # timings, peak memory, ...
+
+
+class ShotEngine(Protocol):
+    name: str
+    # Whether an extension's colours drift from its seed frame (the model's VAE round trip
+    # does; the preview copies the seed frame), i.e. whether `color_match` has work to do.
+    color_drift: bool
+
+    def identity(self) -> dict[str, Any]:
+        """Engine and checkpoint identity, recorded in every meta.json."""
+
+    def prepare(self, jobs: list[ShotJob]) -> None:
+        """Work shared by all takes before the first one (prompt embeddings, then freeing the
+        text encoder)."""
+
+    def render(self, job: ShotJob, first_frame: Image.Image | None,
+               on_step: StepCallback | None = None) -> ShotOutput:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class OutOfMemory(RuntimeError):
+    """The accelerator ran out of memory rendering a shot."""
+
+
+OOM_ADVICE = ("the GPU ran out of memory; try `--set tiled_vae=true` (decode the video in tiles), "
+              "`blocks_to_swap: <N>` (10-20 of the 30 fusion blocks kept in CPU memory), "
+              "`fp8: true` on 720x720_5s, or a smaller resolution; `--oom-retry` retries a shot "
+              "once with more memory-saving settings")
+
+DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
+          "float32": "float32", "fp32": "float32"}
+
+
+def memory_saving(settings: dict[str, Any]) -> dict[str, Any]:
+    """The next rung of the out-of-memory ladder: tile the VAE decode, swap more blocks."""
+    swapped = int(settings.get("blocks_to_swap") or 0)
+    return {**settings, "tiled_vae": True, "blocks_to_swap": max(swapped + 10, 20)}
+
+
+class OviEngine:
+    """The model: `engine.pipeline.OviPipeline`, loaded once per render and reused per take."""
+
+    name = "ovi"
+    color_drift = True
+
+    def __init__(self, ckpt_dir: Path, variant: str, *, device: str, dtype: str | None = None,
+                 fp8: bool = False, cache_dir: Path | None = None):
+        self.ckpt_dir, self.variant, self.device = Path(ckpt_dir), variant, device
+        self.dtype, self.fp8, self.cache_dir = dtype, fp8, cache_dir
+        self._pipeline = None
+
+    @property
+    def pipeline(self):
+        if self._pipeline is None:
+            import torch
+            from engine.pipeline import OviPipeline
+            kwargs = {"device": self.device, "fp8": self.fp8, "cache_dir": self.cache_dir}
+            if self.dtype:
+                kwargs["dtype"] = getattr(torch, DTYPES[self.dtype])
+            self._pipeline = OviPipeline(self.ckpt_dir, self.variant, **kwargs)
+        return self._pipeline
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, **self.pipeline.describe()}
+
+    def prepare(self, jobs: list[ShotJob]) -> None:
+        texts = list(dict.fromkeys(text for job in jobs for text in job.texts))
+        if texts:
+            self.pipeline.encode_prompts(texts)
+
+    def render(self, job: ShotJob, first_frame: Image.Image | None,
+               on_step: StepCallback | None = None) -> ShotOutput:
+        from engine.pipeline import ShotRequest
+        from engine.sampling import SamplerSettings
+        sampler = SamplerSettings(**_sampler_fields(SamplerSettings, job))
+        request = ShotRequest(prompt=job.prompt, video_negative=job.video_negative or "",
+                              audio_negative=job.audio_negative or "", height=job.height,
+                              width=job.width, first_frame=first_frame, sampler=sampler)
+        # None lets the pipeline tile when the decode would be large; True forces tiling.
+        self.pipeline.tiled_vae = True if job.settings.get("tiled_vae") else None
+        started = time.perf_counter()
+        try:
+            result = self.pipeline.generate(request, callback=on_step)
+        except Exception as exc:
+            if _is_oom(exc):
+                _free_cuda_cache()
+                raise OutOfMemory(OOM_ADVICE) from exc
+            raise
+        if result is None:
+            raise RuntimeError("the engine returned no result")
+        latents = {"video": result.video_latents, "audio": result.audio_latents}
+        info = {"timings": {**dict(result.timings or {}), "total_s": time.perf_counter() - started},
+                "peak_memory_bytes": result.peak_memory_bytes,
+                "height": result.height, "width": result.width}
+        return ShotOutput(np.asarray(result.frames, np.uint8), np.asarray(result.audio, np.float32),
+                          latents, info)
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+
+
+def _sampler_fields(cls, job: ShotJob) -> dict[str, Any]:
+    """The shot settings SamplerSettings knows, plus the take's seed."""
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in job.settings.items() if k in names and v is not None}
+    if "seed" in names:
+        values["seed"] = job.seed
+    return values
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _free_cuda_cache() -> None:
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,270 @@
+"""What a render starts from: its options, the storyboard as the session will render it
+(CSV imported, `--set`/`--takes` applied, first-frame videos staged, unreadable first frames
+found), how speakers and characters are named on screen, and which engine renders."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ovi_studio.errors import UserError, at
+from ovi_studio.media.images import ImageLoadError, last_video_frame, load_first_frame, save_png
+from ovi_studio.render.artifacts import atomic_target
+from ovi_studio.render.engines import DTYPES, ShotEngine
+
+ENGINES = ("auto", "ovi", "preview")
+
+
+@dataclass
+class RenderOptions:
+    source: Path  # a storyboard (.yaml) or an Ovi prompt CSV
+    out_dir: Path | None = None
+    engine: str = "auto"
+    device: str | None = None
+    dtype: str | None = None
+    ckpt_dir: Path | None = None
+    overrides: dict[str, str] = field(default_factory=dict)  # --set key=value
+    force: list[str] | None = None  # None: nothing forced; []: every shot
+    only: list[str] | None = None
+    takes: int | None = None
+    dry_run: bool = False
+    oom_retry: bool = False
+    quiet: bool = False
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+OUTPUT_KEYS = {"loudness", "subtitles", "chapters", "final"}
+ASSEMBLY_KEYS = {"crf", "preset"}  # the final encode's x264 settings
+ENGINE_KEYS = {"tiled_vae"}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {pair!r}", hint="e.g. --set steps=20")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def yaml_value(text: str):
+    import yaml
+    try:
+        return yaml.safe_load(text) if text != "" else None
+    except yaml.YAMLError:
+        return text
+
+
+def load_for_render(options: RenderOptions):
+    """Load the storyboard (importing a CSV on the fly), refuse one with errors, apply --set
+    and --takes to every shot."""
+    from ovi_studio.storyboard import Settings, load_storyboard, merge_settings
+    from ovi_studio.diagnostics import Severity
+    source = Path(options.source)
+    if not source.is_file():
+        raise UserError(f"{source} does not exist", hint="pass a storyboard .yaml or a prompt .csv")
+    if source.suffix.lower() == ".csv":
+        source = _import_csv(source, options)
+    loaded = load_storyboard(source)
+    errors = [d for d in loaded.diagnostics if d.severity == Severity.ERROR]
+    if errors or loaded.model is None:
+        listing = "\n".join(f"  {d}" for d in errors[:20])
+        raise UserError(f"the storyboard has {len(errors)} error(s); nothing was rendered\n{listing}",
+                        location=at(loaded.path), hint="run `ovi-studio check` for details and fixes")
+    setting_keys = {k: v for k, v in options.overrides.items() if k in Settings.model_fields}
+    unknown = set(options.overrides) - set(setting_keys) - OUTPUT_KEYS - ASSEMBLY_KEYS - ENGINE_KEYS
+    if unknown:
+        raise UserError(f"--set: unknown key(s) {', '.join(sorted(unknown))}",
+                        hint="settable: " + ", ".join(sorted(set(Settings.model_fields) | OUTPUT_KEYS
+                                                             | ASSEMBLY_KEYS | ENGINE_KEYS)))
+    _check_output_overrides(options.overrides)
+    if setting_keys:
+        values = {k: yaml_value(v) for k, v in setting_keys.items()}
+        try:
+            Settings.model_validate(values)
+        except Exception as exc:  # pydantic.ValidationError: say which value is wrong
+            raise UserError(f"--set: {exc}") from None
+        extended = {s.extends for s in loaded.model.shots if s.extends}
+        for model_shot, shot in zip(loaded.model.shots, loaded.shots):
+            in_chain = shot.extends is not None or shot.id in extended
+            # Command-line values are the top layer: they beat the storyboard's own keys.
+            shot.settings = merge_settings(loaded.model.defaults, model_shot.model_copy(update=values),
+                                           loaded.variant, in_chain)
+    if options.takes is not None:
+        for shot in loaded.shots:
+            shot.takes = options.takes
+    return loaded
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")
+
+
+def _check_output_overrides(overrides: dict[str, str]) -> None:
+    """Values of the non-shot --set keys, checked before anything renders."""
+    def bad(key: str, expected: str) -> UserError:
+        return UserError(f"--set {key}={overrides[key]}: expected {expected}")
+    if "crf" in overrides and not (overrides["crf"].isdigit() and 0 <= int(overrides["crf"]) <= 51):
+        raise bad("crf", "an integer from 0 to 51")
+    if "preset" in overrides and overrides["preset"] not in X264_PRESETS:
+        raise bad("preset", "one of " + ", ".join(X264_PRESETS))
+    if "loudness" in overrides:
+        value = yaml_value(overrides["loudness"])
+        if value is not False and value != "off" and not isinstance(value, (int, float)):
+            raise bad("loudness", "a target in LUFS (e.g. -16) or off")
+    for key in ("subtitles", "chapters", "tiled_vae"):
+        if key in overrides and not isinstance(yaml_value(overrides[key]), bool):
+            raise bad(key, "true or false")
+
+
+def _import_csv(path: Path, options: RenderOptions) -> Path:
+    """Write the storyboard an Ovi prompt CSV stands for into the output folder and load that.
+    The output folder defaults to out/<csv name> beside the CSV (set on `options`)."""
+    from ovi_studio.importer import import_csv
+    if options.out_dir is None:
+        options.out_dir = path.parent / "out" / path.stem
+    target = Path(options.out_dir) / f"{path.stem}.storyboard.yaml"
+    text = import_csv(path, target).yaml_text
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        with atomic_target(target) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return target
+
+
+def stage_video_first_frames(loaded, out_dir: Path) -> None:
+    """A first frame given as a video is replaced by its last frame, extracted once to
+    `<out>/inputs/<hash>.png`, so planning and rendering see an ordinary image."""
+    from ovi_studio.media.images import VIDEO_SUFFIXES
+    for shot in loaded.shots:
+        path = shot.first_frame
+        if path is None or Path(path).suffix.lower() not in VIDEO_SUFFIXES or not Path(path).is_file():
+            continue
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
+        target = out_dir / "inputs" / f"{digest}.png"
+        if not target.is_file():
+            try:
+                frame = last_video_frame(path)
+            except ImageLoadError:
+                continue  # reported with the shot by broken_first_frames
+            with atomic_target(target) as tmp:
+                save_png(tmp, frame)
+        shot.first_frame = target
+
+
+def broken_first_frames(loaded) -> dict[str, str]:
+    """Shots whose first frame cannot be read, with the reason; planning skips them."""
+    broken = {}
+    for shot in loaded.shots:
+        if shot.first_frame is None:
+            continue
+        try:
+            load_first_frame(shot.first_frame)
+        except ImageLoadError as exc:
+            broken[shot.id] = str(exc)
+    return broken
+
+
+def without_shots(loaded, drop: set[str]):
+    """A copy of the storyboard without these shots and everything that extends them."""
+    drop = set(drop)
+    changed = True
+    while changed:
+        more = {s.id for s in loaded.shots if s.extends in drop} - drop
+        drop |= more
+        changed = bool(more)
+    return dataclasses.replace(loaded, shots=[s for s in loaded.shots if s.id not in drop]), drop
+
+
+# -- engine choice ----------------------------------------------------------------------------
+
+def check_checkpoints(ckpt_dir: Path | None, loaded) -> list[str]:
+    """Missing checkpoint files, each with where it comes from; empty when all are present."""
+    from engine import layout
+    if ckpt_dir is None:
+        return ["no checkpoint folder: pass --ckpt-dir, set OVI_CKPT_DIR or `ckpt_dir:` in the storyboard"]
+    fp8 = any(s.settings.fp8 for s in loaded.shots)
+    missing = layout.missing_files(ckpt_dir, loaded.variant, fp8)
+    return [f"{Path(ckpt_dir) / rel} (from huggingface.co/{layout.source_of(rel)})" for rel in missing]
+
+
+def default_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def choose_engine(options: RenderOptions, loaded, ckpt_dir: Path | None,
+                  log: Callable[[str], None]) -> tuple[str, Callable[[], ShotEngine]]:
+    """The engine name and a factory (the model loads only when a take needs it)."""
+    if options.engine not in ENGINES:
+        raise UserError(f"--engine must be one of {', '.join(ENGINES)}, not {options.engine!r}")
+    if options.dtype is not None and options.dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, not {options.dtype!r}")
+    if options.device is not None and options.device.split(":")[0] not in ("cuda", "cpu"):
+        raise UserError(f"--device must be cuda, cuda:N or cpu, not {options.device!r}")
+    if options.engine == "preview":
+        return "preview", _preview_factory
+    missing = check_checkpoints(ckpt_dir, loaded)
+    if missing:
+        if options.engine == "ovi":
+            raise UserError("the Ovi checkpoints are incomplete; missing:\n"
+                            + "\n".join(f"  - {m}" for m in missing),
+                            hint="download them (see README), or render an animatic with --engine preview")
+        log("=" * 72)
+        log("engine: PREVIEW (no model) — checkpoints not found: " + missing[0]
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        log("this renders an animatic for pacing; pass --engine ovi to require the model")
+        log("=" * 72)
+        return "preview", _preview_factory
+
+    if options.device and options.device.startswith("cuda") and default_device() != "cuda":
+        raise UserError(f"--device {options.device}: no CUDA device is available here",
+                        hint="use --device cpu (slow), or --engine preview for an animatic")
+
+    def make_ovi() -> ShotEngine:
+        from ovi_studio.render.engines import OviEngine
+        fp8 = any(s.settings.fp8 for s in loaded.shots)
+        return OviEngine(ckpt_dir, loaded.variant.name, device=options.device or default_device(),
+                         dtype=options.dtype, fp8=fp8)  # embedding cache: $OVI_STUDIO_CACHE or default
+    return "ovi", make_ovi
+
+
+def _preview_factory() -> ShotEngine:
+    from ovi_studio.render.preview import PreviewEngine
+    return PreviewEngine()
+
+
+def speaker_label(loaded, speaker: str | None) -> str | None:
+    """How captions name a speaker: a character's `name`, else the character key capitalised,
+    else the speaker as written."""
+    if speaker is None:
+        return None
+    key = speaker.strip().strip("{}")
+    character = loaded.model.characters.get(key) if loaded.model else None
+    if character is None:
+        return speaker.strip()
+    return character.name or key.capitalize()
+
+
+def display_text(loaded, text: str | None) -> str | None:
+    """Scene text for captions and cards: `{anna}` becomes Anna's name (her look when she has
+    none), `{anna.voice}` her voice."""
+    from ovi_studio.compile import CHARACTER_REF
+    if text is None or loaded.model is None:
+        return text
+
+    def expand(match):
+        character = loaded.model.characters.get(match[1])
+        if character is None:
+            return match[0]
+        if match[2] == "voice":
+            return character.voice or ""
+        return character.look if match[2] == "look" else (character.name or character.look)
+    return CHARACTER_REF.sub(expand, text)
+
+
+def dialogue_of(loaded, shot) -> tuple[tuple[str | None, str], ...]:
+    return tuple((speaker_label(loaded, d.speaker), d.text) for d in shot.dialogue)

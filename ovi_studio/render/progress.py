@@ -1,0 +1,119 @@
+"""Progress for a render: a rich display on a terminal, plain log lines elsewhere (CI), nothing
+but the essentials with --quiet.
+
+The overall bar counts estimated seconds, not shots: each take contributes its
+`PlannedTake.estimate_seconds` from the plan's cost model, so the remaining-time estimate
+weighs a 10 s 960x960 take correctly against a 5 s one. Step callbacks advance it within a take.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class RenderProgress:
+    """Events of a render session, printed as plain lines (the base class) or drawn by rich."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False):
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.total_takes = 0
+        self.done_takes = 0
+        self._started = time.monotonic()
+
+    def __enter__(self) -> "RenderProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def start(self, total_takes: int, total_estimate_s: float) -> None:
+        self.total_takes = total_takes
+        self.log(f"rendering {total_takes} take(s), estimated {_clock(total_estimate_s)}")
+
+    def take_started(self, label: str, estimate_s: float) -> None:
+        self.log(f"[{self.done_takes + 1}/{self.total_takes}] {label} ...")
+
+    def step(self, done: int, total: int) -> None:
+        """Plain logs stay quiet per step; one line per take is enough in CI logs."""
+
+    def take_finished(self, label: str, status: str, seconds: float, estimate_s: float) -> None:
+        self.done_takes += 1
+        self.log(f"[{self.done_takes}/{self.total_takes}] {label} {status} in {seconds:.1f}s")
+
+    def log(self, message: str, *, important: bool = False) -> None:
+        if self.quiet and not important:
+            return
+        print(message, file=self.stream, flush=True)
+
+
+class RichRenderProgress(RenderProgress):
+    def __init__(self, console: Console, quiet: bool = False):
+        super().__init__(console.file, quiet)
+        self.console = console
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console, transient=False)
+        self._overall = None
+        self._shot = None
+        self._take_estimate = 0.0
+        self._take_credit = 0.0
+        self._label = ""
+
+    def __enter__(self):
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.stop()
+
+    def start(self, total_takes: int, total_estimate_s: float) -> None:
+        self.total_takes = total_takes
+        # The overall bar counts estimated seconds; its label says takes done of total.
+        self._overall = self._progress.add_task(f"takes 0/{total_takes}",
+                                                total=max(total_estimate_s, 1e-6))
+
+    def take_started(self, label: str, estimate_s: float) -> None:
+        self._take_estimate, self._take_credit, self._label = estimate_s, 0.0, label
+        if self._shot is not None:
+            self._progress.remove_task(self._shot)
+        self._shot = self._progress.add_task(f"  {label}", total=None)
+
+    def step(self, done: int, total: int) -> None:
+        if self._shot is None:
+            return
+        self._progress.update(self._shot, completed=done, total=total,
+                              description=f"  {self._label} step {done}/{total}")
+        credit = self._take_estimate * done / max(total, 1)
+        self._progress.advance(self._overall, credit - self._take_credit)
+        self._take_credit = credit
+
+    def take_finished(self, label: str, status: str, seconds: float, estimate_s: float) -> None:
+        self.done_takes += 1
+        self._progress.advance(self._overall, estimate_s - self._take_credit)
+        self._take_credit = estimate_s
+        self._progress.update(self._overall, description=f"takes {self.done_takes}/{self.total_takes}")
+        self.log(f"{label} {status} in {seconds:.1f}s")
+
+    def log(self, message: str, *, important: bool = False) -> None:
+        if self.quiet and not important:
+            return
+        self._progress.console.print(message, markup=False, highlight=False)
+
+
+def make_progress(quiet: bool = False, stream: TextIO | None = None) -> RenderProgress:
+    stream = stream or sys.stdout
+    if not quiet and stream.isatty():
+        return RichRenderProgress(Console(file=stream), quiet)
+    return RenderProgress(stream, quiet)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

@@ -1,0 +1,498 @@
+"""The render session: storyboard -> plan -> takes rendered in dependency order -> final cut.
+
+One engine serves the whole render and is created only when a take actually needs rendering
+(a render with nothing stale never loads the model). Every prompt is encoded before the first
+take (through the engine's cache), then the text encoder is freed. A take that fails marks its
+descendants skipped, names the reason, and independent shots still render. Finished takes are
+committed by meta.json (artifacts.py), so a render killed at any point resumes with the first
+unfinished take; Ctrl-C stops after the current take's files are cleaned up and writes the
+report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ovi_studio import __version__
+from ovi_studio.errors import UserError, at
+from ovi_studio.media import audio as audio_io
+from ovi_studio.media import video
+from ovi_studio.media.images import ImageLoadError, fit_image, load_first_frame, save_png
+from ovi_studio.render import continuity
+from ovi_studio.render.artifacts import (TakeLayout, atomic_target, begin_take, committed_meta,
+                                         WORK_PREFIX, file_record, read_json, sweep_leftovers,
+                                         write_json_atomic, write_latents)
+from ovi_studio.render.assembly import AssemblyResult, AssemblySettings, Segment, assemble
+from ovi_studio.render.engines import OutOfMemory, ShotEngine, ShotJob, ShotOutput, memory_saving
+from ovi_studio.render.inputs import (RenderOptions, broken_first_frames, choose_engine,
+                                      dialogue_of, display_text, load_for_render,
+                                      stage_video_first_frames, without_shots,
+                                      yaml_value)
+from ovi_studio.render.progress import RenderProgress
+from ovi_studio.render.report import TakeRecord, build_report, previous_report, write_report
+
+AUDIO_RATE = 16_000
+ASSEMBLY_VERSION = 1
+PREVIEW_SECONDS_PER_TAKE = 1.0
+
+
+@dataclass
+class RenderOutcome:
+    records: list[TakeRecord]
+    final: dict
+    report_path: Path | None
+    interrupted: bool = False
+
+    @property
+    def failed_shots(self) -> list[str]:
+        return sorted({r.shot for r in self.records if r.status == "failed"})
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed_shots or self.final.get("status") == "failed" else 0
+
+
+# -- the session ------------------------------------------------------------------------------
+
+def shot_job(step, shot, dialogue, settings_extra: dict | None = None, loaded=None) -> ShotJob:
+    settings = {**dataclasses.asdict(shot.settings), **(settings_extra or {})}
+    return ShotJob(
+        shot_id=shot.id, take=step.take, seed=step.seed, mode=step.mode, prompt=shot.prompt,
+        height=step.height, width=step.width, frames=step.frames,
+        video_negative=shot.settings.video_negative, audio_negative=shot.settings.audio_negative,
+        dialogue=dialogue, scene=display_text(loaded, shot.scene) if loaded else shot.scene,
+        audio_caption=shot.audio_caption, settings=settings)
+
+
+class RenderSession:
+    """One render. `engine_factory` replaces the engine `options.engine` selects (embedding,
+    tests); it is called once, when the first take needs rendering."""
+
+    def __init__(self, options: RenderOptions, progress: RenderProgress,
+                 engine_factory: Callable[[], ShotEngine] | None = None):
+        self.options = options
+        self.progress = progress
+        self.records: list[TakeRecord] = []
+        self._engine: ShotEngine | None = None
+        self._engine_name = "preview"
+        self._custom_factory = engine_factory
+        self._engine_factory: Callable[[], ShotEngine] | None = None
+        self._engine_identity: dict = {}
+
+    # planning ---------------------------------------------------------------------------
+    def prepare(self):
+        from ovi_studio.plan import build_plan, default_out_dir, resolve_ckpt_dir
+        loaded = load_for_render(self.options)
+        self.loaded = loaded
+        self.out_dir = Path(self.options.out_dir) if self.options.out_dir else default_out_dir(loaded)
+        self.ckpt_dir = resolve_ckpt_dir(loaded, self.options.ckpt_dir)
+        self._check_selection(loaded)
+        stage_video_first_frames(loaded, self.out_dir)
+        self.broken = broken_first_frames(loaded)
+        plannable, self.unplannable = without_shots(loaded, set(self.broken))
+        self.plan = build_plan(plannable, self.out_dir, self.ckpt_dir) if plannable.shots else None
+        self._engine_name, self._engine_factory = choose_engine(
+            self.options, loaded, self.ckpt_dir, lambda m: self.progress.log(m, important=True))
+        if self._custom_factory is not None:
+            self._engine_factory = self._custom_factory
+        return self.plan
+
+    def _check_selection(self, loaded) -> None:
+        ids = {s.id for s in loaded.shots}
+        for flag, names in (("--only", self.options.only), ("--force", self.options.force)):
+            bad = [n for n in names or [] if n not in ids]
+            if bad:
+                raise UserError(f"{flag}: no shot named {', '.join(bad)}",
+                                hint="shots: " + ", ".join(s.id for s in loaded.shots))
+
+    def selected_shots(self) -> set[str]:
+        ids = [s.id for s in self.loaded.shots]
+        if not self.options.only:
+            return set(ids)
+        by_id = {s.id: s for s in self.loaded.shots}
+        chosen = set()
+        for name in self.options.only:
+            while name is not None and name not in chosen:  # ancestors too (rendered when stale)
+                chosen.add(name)
+                name = by_id[name].extends
+        return chosen
+
+    @property
+    def engine_name(self) -> str:
+        return self._engine_name
+
+    def takes_to_render(self) -> list:
+        """The planned takes this render will run (selected, and forced, stale, or downstream
+        of one that renders)."""
+        steps = self.plan.steps if self.plan else []
+        selected = self.selected_shots()
+        return self._predict([s for s in steps if s.shot.id in selected])
+
+    def _forced(self, shot_id: str) -> bool:
+        force = self.options.force
+        return force is not None and (not force or shot_id in force)
+
+    # the run ----------------------------------------------------------------------------
+    def run(self) -> RenderOutcome:
+        started = time.time()
+        if self.plan is None and not self.broken:
+            raise UserError("the storyboard has no shots to render", location=at(self.loaded.path))
+        self._record_unplannable()
+        selected = self.selected_shots()
+        will_render = self.takes_to_render()
+        self.progress.start(len(will_render), sum(self.estimate(s) for s in will_render))
+        interrupted = False
+        try:
+            self._prepare_engine(will_render)
+            predicted = {id(s) for s in will_render}
+            for step in self.plan.steps if self.plan else []:
+                if step.shot.id not in selected:  # kept as it is; usable in the cut when current
+                    status = "cached" if self._committed(step) is not None else "not selected"
+                    self.records.append(self._record(step, status))
+                    continue
+                self._run_step(step, id(step) in predicted)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.progress.log("interrupted: finished takes are saved; run again to resume",
+                              important=True)
+        finally:
+            if self._engine is not None:
+                self._engine.close()
+        final = {"status": "interrupted"} if interrupted else self._assemble()
+        report = build_report(
+            storyboard=self.loaded.path, out_dir=self.out_dir,
+            engine=self._engine_identity or {"name": self._engine_name},
+            status="interrupted" if interrupted else ("failed" if self._failed() else "ok"),
+            records=self.records, shot_order=[s.id for s in self.loaded.shots], final=final,
+            started=started)
+        path = write_report(self.out_dir, report)
+        return RenderOutcome(self.records, final, path, interrupted)
+
+    def _record_unplannable(self) -> None:
+        """Shots with an unreadable first frame fail; the shots extending them are skipped."""
+        for shot_id in [s.id for s in self.loaded.shots if s.id in self.unplannable]:
+            shot = self.loaded.shot(shot_id)
+            take0 = self.out_dir / "shots" / shot_id / "take0"
+            if shot_id in self.broken:
+                record = TakeRecord(shot_id, 0, shot.settings.seed, "i2v", take0, "", "failed",
+                                    self.broken[shot_id])
+                self.progress.log(f"{shot_id}: FAILED: {record.reason}", important=True)
+            else:
+                record = TakeRecord(shot_id, 0, shot.settings.seed, "extend", take0, "", "skipped",
+                                    f"extends {shot.extends}, which failed")
+            self.records.append(record)
+
+    def estimate(self, step) -> float:
+        """Seconds a take should take: the plan's GPU cost model for the model, a flat guess
+        for the animatic."""
+        return step.estimate_seconds if self._engine_name == "ovi" else PREVIEW_SECONDS_PER_TAKE
+
+    def _failed(self) -> bool:
+        return any(r.status == "failed" for r in self.records)
+
+    def _record(self, step, status: str, reason: str | None = None) -> TakeRecord:
+        return TakeRecord(step.shot.id, step.take, step.seed, step.mode, step.artifact_dir,
+                          step.cache_key, status, reason)
+
+    def _predict(self, steps) -> list:
+        """Takes that will render: forced, or not committed, or downstream of one that will."""
+        rendering: set[str] = set()
+        out = []
+        for step in steps:
+            upstream = step.parent is not None and step.parent in rendering
+            if upstream or self._forced(step.shot.id) or self._committed(step) is None:
+                out.append(step)
+                if step.take == 0:
+                    rendering.add(step.shot.id)
+        return out
+
+    def _committed(self, step) -> dict | None:
+        meta = committed_meta(TakeLayout(step.artifact_dir), step.cache_key)
+        if meta is None or meta.get("engine", {}).get("name") != self._engine_name:
+            return None
+        if step.parent is not None:
+            parent = read_json(self._parent_layout(step).meta) or {}
+            if meta.get("parent", {}).get("frames_sha256") != parent.get("files", {}).get("frames", {}).get("sha256"):
+                return None  # the parent was re-rendered since: its seed frame may differ
+        return meta
+
+    def _parent_layout(self, step) -> TakeLayout:
+        return TakeLayout(self.out_dir / "shots" / step.parent / "take0")
+
+    def _prepare_engine(self, will_render) -> None:
+        if not will_render:
+            return
+        from engine.errors import CheckpointError
+        try:
+            self._engine = self._engine_factory()
+            self._engine_identity = self._engine.identity()
+            self.progress.log(f"engine: {self._engine.name}; encoding {len(will_render)} prompt(s)")
+            self._engine.prepare([shot_job(s, s.shot, ()) for s in will_render])
+        except CheckpointError as exc:
+            raise UserError(f"the {self._engine_name} engine cannot start: {exc}") from None
+
+    def _run_step(self, step, predicted: bool) -> None:
+        label = f"{step.shot.id}/take{step.take}"
+        parent_failed = next((r for r in self.records if step.parent is not None and r.shot == step.parent
+                              and r.take == 0 and not r.ok), None)
+        if parent_failed is not None:
+            record = self._record(step, "skipped", f"extends {step.parent}, which {parent_failed.status}")
+            self.records.append(record)
+            self.progress.log(f"{label}: skipped ({record.reason})")
+            return
+        meta = None if self._forced(step.shot.id) else self._committed(step)
+        if meta is not None:
+            record = self._record(step, "cached")
+            record.files = {k: v["path"] for k, v in meta.get("files", {}).items()}
+            self.records.append(record)
+            if predicted:
+                self.progress.take_finished(label, "up to date", 0.0, self.estimate(step))
+            return
+        if self._engine is None:  # not predicted (e.g. files deleted meanwhile): load now
+            self._prepare_engine([step])
+        self.progress.take_started(label, self.estimate(step))
+        started = time.perf_counter()
+        record = self._record(step, "failed")
+        try:
+            meta = self._render_take(step)
+            record.status = "rendered"
+            record.files = {k: v["path"] for k, v in meta["files"].items()}
+        except (ImageLoadError, OutOfMemory) as exc:
+            record.reason = str(exc)
+        except KeyboardInterrupt:
+            record.status, record.reason = "interrupted", "stopped by Ctrl-C"
+            self.records.append(record)
+            raise
+        except Exception as exc:  # a failing shot must not stop independent ones
+            record.reason = f"{type(exc).__name__}: {exc}"
+            record_error(step.artifact_dir, traceback.format_exc())
+        record.seconds = time.perf_counter() - started
+        self.records.append(record)
+        status = "done" if record.ok else f"FAILED: {record.reason}"
+        self.progress.take_finished(label, status, record.seconds, self.estimate(step))
+
+    # one take ---------------------------------------------------------------------------
+    def _render_take(self, step) -> dict:
+        shot = step.shot
+        layout = TakeLayout(step.artifact_dir)
+        begin_take(layout)
+        first, provenance = self._first_frame(step)
+        job = shot_job(step, shot, dialogue_of(self.loaded, shot),
+                       {"tiled_vae": bool(yaml_value(self.options.overrides.get("tiled_vae", "false")))}, self.loaded)
+        try:
+            output = self._engine.render(job, first, self.progress.step)
+        except OutOfMemory:
+            if not self.options.oom_retry:
+                raise
+            self.progress.log(f"{shot.id}: out of memory; retrying once with more memory saving",
+                              important=True)
+            job = dataclasses.replace(job, settings=memory_saving(job.settings))
+            output = self._engine.render(job, first, self.progress.step)
+        color = self._color_match(step, output)
+        return self._write_take(step, layout, job, output, first, provenance, color)
+
+    def _first_frame(self, step) -> tuple[Image.Image | None, dict | None]:
+        shot = step.shot
+        if step.mode == "i2v":
+            image = load_first_frame(shot.first_frame)
+            fitted = fit_image(image, step.height, step.width, shot.settings.fit)
+            return fitted, {"source": str(shot.first_frame), "fit": shot.settings.fit,
+                            "size": list(image.size)}
+        if step.mode != "extend":
+            return None, None
+        parent = self._parent_layout(step)
+        parent_meta = read_json(parent.meta) or {}
+        size = parent_meta.get("size", {})
+        if shot.settings.seed_frame == "last":
+            tail_index, total = size.get("frames", 1) - 1, size.get("frames", 1)
+            with Image.open(parent.last_frame) as img:
+                frame = img.convert("RGB")
+        else:
+            tail, total = video.read_tail(parent.frames, size["width"], size["height"],
+                                          continuity.SHARPEST_WINDOW)
+            pick = continuity.choose_seed_frame(tail, "sharpest")
+            tail_index = total - len(tail) + pick
+            frame = Image.fromarray(tail[pick])
+        provenance = {"shot": step.parent, "take": 0, "index": tail_index, "of": total,
+                      "mode": shot.settings.seed_frame,
+                      "frames_sha256": parent_meta.get("files", {}).get("frames", {}).get("sha256")}
+        return frame, provenance  # the parent's own size: an extension keeps its geometry
+
+    def _color_match(self, step, output: ShotOutput) -> dict | None:
+        mode = step.shot.settings.color_match
+        if step.mode != "extend" or mode == "off" or not self._engine.color_drift:
+            return None
+        source = self._chain_root(step.shot.id) if mode == "first" else step.parent
+        ref_meta = read_json(TakeLayout(self.out_dir / "shots" / source / "take0").meta) or {}
+        if "color_stats" not in ref_meta:
+            return None
+        reference = continuity.ColorStats.from_json(ref_meta["color_stats"])
+        before = continuity.color_stats(output.frames)
+        output.frames = continuity.match_color(output.frames, reference)
+        return {"mode": mode, "reference_shot": source, "reference": reference.to_json(),
+                "before": before.to_json()}
+
+    def _chain_root(self, shot_id: str) -> str:
+        shot = self.loaded.shot(shot_id)
+        while shot.extends is not None:
+            shot = self.loaded.shot(shot.extends)
+        return shot.id
+
+    def _write_take(self, step, layout: TakeLayout, job: ShotJob, output: ShotOutput,
+                    first: Image.Image | None, seed_frame: dict | None, color: dict | None) -> dict:
+        frames = np.ascontiguousarray(output.frames, np.uint8)
+        count, height, width = frames.shape[:3]
+        with atomic_target(layout.frames) as tmp:
+            video.write_lossless(tmp, frames)
+        with atomic_target(layout.audio) as tmp:
+            audio_io.write_wav(tmp, np.asarray(output.audio, np.float32), AUDIO_RATE)
+        with atomic_target(layout.last_frame) as tmp:
+            save_png(tmp, frames[-1])
+        if output.latents:
+            write_latents(layout.latents, output.latents)
+        clip_segment = Segment(step.shot.id, layout.frames, layout.audio, width, height, count)
+        with tempfile.TemporaryDirectory(dir=layout.dir, prefix=WORK_PREFIX) as work:
+            assemble([clip_segment], layout.clip, self.assembly_settings(clip=True), Path(work))
+        files = {name: file_record(path, layout.dir) for name, path in (
+            ("clip", layout.clip), ("frames", layout.frames), ("audio", layout.audio),
+            ("last_frame", layout.last_frame), ("latents", layout.latents)) if path.is_file()}
+        shot = step.shot
+        meta = {
+            "schema": 1, "shot": shot.id, "take": step.take, "status": "done",
+            "cache_key": step.cache_key, "key_inputs": step.key_inputs,
+            "mode": step.mode, "seed": step.seed, "prompt": shot.prompt, "raw_prompt": shot.raw_prompt,
+            "video_negative": shot.settings.video_negative, "audio_negative": shot.settings.audio_negative,
+            "dialogue": [{"speaker": d.speaker, "text": d.text} for d in shot.dialogue],  # as written
+            "settings": _jsonable(job.settings), "variant": self.loaded.variant.name,
+            "planned": {"height": step.height, "width": step.width, "frames": step.frames},
+            "size": {"height": height, "width": width, "frames": count},
+            "audio": {"sample_rate": AUDIO_RATE, "samples": int(np.asarray(output.audio).shape[0])},
+            "first_frame": (None if first is None or step.mode != "i2v" else seed_frame),
+            "parent": seed_frame if step.mode == "extend" else None,
+            "color_match": color, "color_stats": continuity.color_stats(frames).to_json(),
+            "engine": self._engine_identity, "ckpt_dir": str(self.ckpt_dir) if self.ckpt_dir else None,
+            "timings": output.info.get("timings"), "peak_memory_bytes": output.info.get("peak_memory_bytes"),
+            "engine_info": _jsonable({k: v for k, v in output.info.items()
+                                      if k not in ("timings", "peak_memory_bytes")}),
+            "ovi_studio": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": files,
+        }
+        write_json_atomic(layout.meta, meta)  # the commit marker: last
+        return meta
+
+    # assembly ---------------------------------------------------------------------------
+    def assembly_settings(self, clip: bool = False) -> AssemblySettings:
+        o = self.options.overrides
+        model = self.loaded.model.output
+        loud = yaml_value(o["loudness"]) if "loudness" in o else model.loudness
+        return AssemblySettings(
+            loudness_lufs=None if clip or loud in ("off", None, False) else float(loud),
+            subtitles=False if clip else _flag(o.get("subtitles"), model.subtitles),
+            chapters=False if clip else _flag(o.get("chapters"), model.chapters),
+            crf=int(o.get("crf", 18)),
+            preset=o.get("preset", "ultrafast" if self._engine_name == "preview" else "slow"))
+
+    def final_path(self) -> Path:
+        name = self.options.overrides.get("final") or self.loaded.model.output.final or "final.mp4"
+        return self.out_dir / name
+
+    def cut_segments(self) -> tuple[list[Segment], list[str]]:
+        """Segments in storyboard order (take 0 of each shot), and the shots that are missing."""
+        metas, missing = {}, []
+        for shot in self.loaded.shots:
+            meta = read_json(self.out_dir / "shots" / shot.id / "take0" / "meta.json")
+            ok = any(r.shot == shot.id and r.take == 0 and r.ok for r in self.records)
+            if not ok or meta is None:
+                missing.append(shot.id)
+            metas[shot.id] = meta
+        if missing:
+            return [], missing
+        shots = self.loaded.shots
+        segments = []
+        for i, shot in enumerate(shots):
+            meta, layout = metas[shot.id], TakeLayout(self.out_dir / "shots" / shot.id / "take0")
+            prev_id = shots[i - 1].id if i else None
+            nxt = shots[i + 1] if i + 1 < len(shots) else None
+            start = 1 if shot.extends is not None and shot.extends == prev_id else 0
+            end = None
+            if nxt is not None and nxt.extends == shot.id:
+                end = metas[nxt.id]["parent"]["index"] + 1  # end on the frame the next shot continues
+            crossfade = shot.settings.transition == "crossfade" and i > 0
+            segments.append(Segment(
+                shot.id, layout.frames, layout.audio, meta["size"]["width"], meta["size"]["height"],
+                meta["size"]["frames"], start, end, shot.settings.transition_frames if crossfade else 0,
+                dialogue_of(self.loaded, shot), shot.id))
+        return segments, []
+
+    def _assemble(self) -> dict:
+        segments, missing = self.cut_segments()
+        final = self.final_path()
+        if missing:
+            self.progress.log(f"final cut not assembled: missing {', '.join(missing)}", important=True)
+            return {"status": "skipped", "reason": "missing shots: " + ", ".join(missing)}
+        sweep_leftovers(self.out_dir)
+        settings = self.assembly_settings()
+        key = assembly_key(segments, settings, final)
+        old = (previous_report(self.out_dir) or {}).get("final", {})
+        if old.get("key") == key and final.is_file() and final.stat().st_size == old.get("bytes"):
+            self.progress.log(f"final cut up to date: {final}")
+            return {**old, "status": "cached"}
+        self.progress.log(f"assembling {len(segments)} shot(s) -> {final}")
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=WORK_PREFIX) as work:
+                result = assemble(segments, final, settings, Path(work))
+        except Exception as exc:
+            self.progress.log(f"assembly failed: {exc}", important=True)
+            return {"status": "failed", "reason": str(exc)}
+        return final_json(result, self.out_dir, key, time.perf_counter() - started)
+
+
+def _flag(override: str | None, default: bool) -> bool:
+    return default if override is None else bool(yaml_value(override))
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def assembly_key(segments: list[Segment], settings: AssemblySettings, final: Path) -> str:
+    parts = {"version": ASSEMBLY_VERSION, "settings": dataclasses.asdict(settings), "final": final.name,
+             "segments": [{**{k: str(v) if isinstance(v, Path) else v
+                              for k, v in dataclasses.asdict(seg).items()},
+                           "frames_sha256": _meta_sha(seg.frames_path, "frames"),
+                           "audio_sha256": _meta_sha(seg.audio_path, "audio")} for seg in segments]}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _meta_sha(path: Path, name: str) -> str | None:
+    meta = read_json(path.parent / "meta.json") or {}
+    return meta.get("files", {}).get(name, {}).get("sha256")
+
+
+def final_json(result: AssemblyResult, out_dir: Path, key: str, seconds: float) -> dict:
+    rel = lambda p: p.relative_to(out_dir).as_posix() if p else None  # noqa: E731
+    return {"status": "done", "path": rel(result.final), "srt": rel(result.srt), "vtt": rel(result.vtt),
+            "chapters": rel(result.chapters), "frames": result.frames,
+            "duration_s": round(result.duration_s, 4), "audio_samples_48k": result.audio_samples,
+            "segment_starts": result.segment_starts, "loudness": result.loudness,
+            "bytes": result.final.stat().st_size, "key": key, "seconds": round(seconds, 2)}
+
+
+def record_error(take_dir: Path, text: str) -> None:
+    """Keep the traceback of a failed take beside its artifacts for post-mortems."""
+    take_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_target(take_dir / "error.txt") as tmp:
+        tmp.write_text(text, encoding="utf-8")

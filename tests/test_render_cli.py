@@ -1,0 +1,125 @@
+"""`ovi-studio render` on the command line: exit codes, messages, dry runs, engine choice."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ovi_studio.cli import app
+
+runner = CliRunner()
+
+STORY = """\
+version: 1
+model: 720x720_5s
+shots:
+  - id: intro
+    scene: A sunny beach.
+    audio: waves
+  - id: portrait
+    first_frame: broken.png
+    scene: A portrait.
+    audio: wind
+  - id: portrait-more
+    extends: portrait
+    scene: The portrait, closer.
+    audio: wind
+  - id: outro
+    scene: A sunset.
+    audio: waves
+"""
+
+
+def _story(tmp_path: Path, text: str = STORY) -> Path:
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    path = tmp_path / "story.yaml"
+    path.write_text(text)
+    return path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["render", *map(str, args)])
+
+
+def test_a_broken_first_frame_fails_its_shot_and_descendants_only(tmp_path):
+    story = _story(tmp_path)
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview")
+    assert result.exit_code == 1, result.output
+    assert "broken.png is not a readable image" in result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    status = {s["id"]: s["takes"][0]["status"] for s in report["shots"]}
+    assert status == {"intro": "rendered", "portrait": "failed", "portrait-more": "skipped", "outro": "rendered"}
+    assert report["failed_shots"] == ["portrait"] and report["final"]["status"] == "skipped"
+    assert "portrait" in result.output.splitlines()[-1] or "failed" in result.output
+
+
+def test_dry_run_prints_the_plan_and_renders_nothing(tmp_path):
+    story = _story(tmp_path, STORY.replace("    first_frame: broken.png\n", ""))
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "intro/take0: t2v" in result.output and "portrait-more/take0: extend from portrait" in result.output
+    assert "4 take(s) to render" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_exits_2_without_a_traceback(tmp_path):
+    story = _story(tmp_path)
+    for args in ([tmp_path / "missing.yaml"],
+                 [story, "--set", "steps"],
+                 [story, "--set", "colour=red"],
+                 [story, "--set", "steps=-3"],
+                 [story, "--set", "crf=high"],
+                 [story, "--set", "loudness=loud"],
+                 [story, "--only", "nope"],
+                 [story, "--engine", "gpu"]):
+        result = invoke(*args, "-o", tmp_path / "out")
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output and "error:" in result.output
+
+
+def test_a_storyboard_with_errors_is_refused(tmp_path):
+    story = _story(tmp_path, STORY.replace("extends: portrait", "extends: nowhere"))
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview")
+    assert result.exit_code == 2 and "nowhere" in result.output
+
+
+def test_asking_for_ovi_never_falls_back(tmp_path):
+    story = _story(tmp_path, STORY.replace("    first_frame: broken.png\n", ""))
+    (tmp_path / "ckpts" / "Ovi").mkdir(parents=True)
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "ovi", "--ckpt-dir", tmp_path / "ckpts")
+    assert result.exit_code == 2
+    assert "Ovi/model.safetensors" in result.output and "chetwinlow1/Ovi" in result.output
+    assert "Wan2.2-TI2V-5B/Wan2.2_VAE.pth" in result.output and "hkchengrex/MMAudio" in result.output
+    assert not (tmp_path / "out" / "shots").exists()
+
+
+def test_auto_falls_back_to_preview_with_a_banner(tmp_path, monkeypatch):
+    monkeypatch.delenv("OVI_CKPT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    story = _story(tmp_path, "version: 1\nmodel: 720x720_5s\nshots:\n  - id: one\n    scene: A cat.\n")
+    result = invoke(story, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "PREVIEW" in result.output and "--engine ovi" in result.output
+    assert "[1/1] one/take0 done" in result.output  # plain progress lines when not a terminal
+    assert (tmp_path / "out" / "final.mp4").is_file()
+
+
+def test_a_csv_prompt_file_renders(tmp_path):
+    csv = tmp_path / "prompts.csv"
+    csv.write_text('text_prompt\n"A dog barks. <S>Woof there.<E> Audio: barking"\n"A cat sleeps. Audio: purring"\n')
+    result = invoke(csv, "--engine", "preview", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "prompts" / "report.json").read_text())
+    assert len(report["shots"]) == 2 and report["final"]["status"] == "done"
+
+
+def test_asking_for_cuda_without_one_is_a_clear_error(tmp_path, tiny_ckpt):
+    import torch
+    story = _story(tmp_path, "version: 1\nmodel: 720x720_5s\nshots:\n  - id: one\n    scene: A cat.\n")
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "ovi", "--ckpt-dir", tiny_ckpt,
+                    "--device", "cuda", "--dry-run")
+    if torch.cuda.is_available():
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2 and "no CUDA device" in result.output

@@ -1,0 +1,111 @@
+"""A render killed mid-shot (SIGKILL) or stopped with Ctrl-C resumes and loses nothing finished."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from ovi_studio.media import probe
+
+STORY = """\
+version: 1
+model: 720x720_5s
+shots:
+  - id: one
+    scene: A quiet street.
+    audio: distant traffic
+  - id: two
+    extends: one
+    scene: The street, a little later.
+    audio: distant traffic
+  - id: three
+    scene: A park bench.
+    audio: birds
+"""
+
+# Runs the CLI with the lossless-frame writer wrapped: on the second take it writes the file
+# under its temporary name and then blocks, so the kill lands in the middle of a shot with a
+# half-committed take folder.
+RUNNER = textwrap.dedent("""\
+    import sys, time
+    from pathlib import Path
+    from ovi_studio.media import video
+    marker = Path(sys.argv[1])
+    original = video.write_lossless
+    calls = []
+    def blocking(path, frames, fps=24):
+        calls.append(path)
+        original(path, frames, fps)
+        if len(calls) == 2:
+            marker.write_text(str(path))
+            time.sleep(600)
+    video.write_lossless = blocking
+    from ovi_studio.cli import app
+    sys.argv = ["ovi-studio", *sys.argv[2:]]
+    app()
+""")
+
+
+def _start(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY)
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    marker = tmp_path / "blocked"
+    marker.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, str(runner), str(marker), "render", str(story), "-o", str(out),
+                             "--engine", "preview", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the render never reached the second take"
+        time.sleep(0.05)
+    return proc, story
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _finish(story: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ovi_studio", "render", str(story), "-o", str(out),
+                           "--engine", "preview", "-q"], capture_output=True, text=True, timeout=300)
+
+
+def test_sigkill_mid_shot_then_resume(tmp_path):
+    out = tmp_path / "out"
+    proc, story = _start(tmp_path, out)
+    done_before = _snapshot(out / "shots" / "one")
+    assert (out / "shots" / "two" / "take0").is_dir()
+    assert not (out / "shots" / "two" / "take0" / "meta.json").exists()
+    assert any(".tmp-" in p.name for p in (out / "shots" / "two" / "take0").iterdir())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    result = _finish(story, out)
+    assert result.returncode == 0, result.stderr
+    assert _snapshot(out / "shots" / "one") == done_before  # same bytes
+    report = json.loads((out / "report.json").read_text())
+    assert [t["status"] for s in report["shots"] for t in s["takes"]] == ["cached", "rendered", "rendered"]
+    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name or p.name.startswith(".work")]
+    assert leftovers == []
+    assert probe.count_video_frames(out / "final.mp4") == 3 * 121 - 1
+
+
+def test_ctrl_c_stops_cleanly_and_saves_what_is_done(tmp_path):
+    out = tmp_path / "out"
+    proc, story = _start(tmp_path, out)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    assert (out / "shots" / "one" / "take0" / "meta.json").is_file()
+    take_two = out / "shots" / "two" / "take0"
+    assert not (take_two / "meta.json").exists()
+    assert [p.name for p in take_two.iterdir() if ".tmp-" in p.name] == []  # temporary file removed
+    assert _finish(story, out).returncode == 0
