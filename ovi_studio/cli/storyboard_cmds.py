@@ -1,1 +1,126 @@
-"""(commands registered here; being written)"""
+"""Commands around the storyboard file: `import`, `plan`, `schema`, `init`, `doctor`.
+
+None of them imports torch except `doctor`, which does so inside the command.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ovi_studio.cli.app import app, err, guarded
+from ovi_studio.diagnostics import Severity
+from ovi_studio.errors import UserError
+
+
+
+def _out() -> Console:
+    """Made per command so that COLUMNS and redirection are read when the command runs."""
+    return Console(highlight=False)
+
+
+@app.command("import")
+@guarded
+def import_command(
+    csv_file: Path = typer.Argument(..., help="Ovi prompt CSV (text_prompt[, image_path])."),
+    output: Path = typer.Option(..., "-o", "--output", help="storyboard file to write"),
+    model: Optional[str] = typer.Option(None, "--model", help="model variant (default: from the caption style)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
+    """Turn an Ovi CSV batch file into a storyboard, one shot per row."""
+    from ovi_studio.importer import write_import
+    result = write_import(csv_file, output, model=model, force=force)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    _out().print(f"wrote {output}: {result.shots} shots, model {result.model}")
+
+
+@app.command("plan")
+@guarded
+def plan_command(
+    storyboard: Path = typer.Argument(..., help="storyboard YAML"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: output.dir)"),
+    ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder (for the cache key)"),
+) -> None:
+    """Show what a render will do: shots in order, sizes, seeds, cache state and GPU time."""
+    from ovi_studio.plan import build_plan
+    from ovi_studio.storyboard import load_storyboard
+    loaded = load_storyboard(storyboard)
+    errors = [d for d in loaded.diagnostics if d.severity == Severity.ERROR]
+    if errors:
+        for diagnostic in errors:
+            err.print(str(diagnostic), markup=False)
+        raise UserError(f"{len(errors)} error(s) in the storyboard; fix them first",
+                        hint=f"ovi-studio check {storyboard}")
+    plan = build_plan(loaded, out_dir=out_dir, ckpt_dir=ckpt_dir)
+    if as_json:
+        typer.echo(json.dumps(plan.to_json(), indent=2, sort_keys=False))
+        return
+    variant = loaded.variant
+    table = Table(title=f"{loaded.model.title or storyboard.name}: {variant.name}, "
+                        f"{variant.frames} frames per take")
+    for column in ("shot", "take", "mode", "size", "seed", "status", "est."):
+        table.add_column(column, justify="right" if column in ("take", "seed", "est.") else "left",
+                         no_wrap=column != "status", min_width=12 if column == "status" else None)
+    for step in plan.steps:
+        mode = f"extends {step.parent}" if step.mode == "extend" else step.mode
+        status = "[green]fresh[/]" if step.status == "fresh" else \
+            "[yellow]stale[/]: " + ", ".join(step.reasons)
+        table.add_row(step.shot.id, str(step.take), mode, f"{step.width}x{step.height}",
+                      str(step.seed), status, _duration(step.estimate_seconds))
+    out = _out()
+    out.print(table)
+    stale = sum(1 for s in plan.steps if s.status == "stale")
+    out.print(f"{stale} of {len(plan.steps)} takes to render, estimated GPU time "
+              f"{_duration(plan.total_seconds_estimate)} (cost model: ovi_studio/cost.py); "
+              f"output in {plan.out_dir}")
+
+
+@app.command("schema")
+@guarded
+def schema_command() -> None:
+    """Print the storyboard JSON Schema (for editor completion)."""
+    from ovi_studio.storyboard import storyboard_schema
+    typer.echo(json.dumps(storyboard_schema(), indent=2))
+
+
+@app.command("init")
+@guarded
+def init_command(
+    folder: Path = typer.Argument(Path("."), help="folder to create the storyboard in"),
+    template: Optional[str] = typer.Option(None, "--template", help="start from this shot template"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing story.yaml"),
+) -> None:
+    """Scaffold a storyboard folder: story.yaml, templates/, README.md."""
+    from ovi_studio.scaffold import init_folder
+    for path in init_folder(folder, template, force):
+        _out().print(f"wrote {path}")
+
+
+@app.command("doctor")
+@guarded
+def doctor_command(
+    ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder "
+                                            "(default: $OVI_CKPT_DIR, else ./ckpts)"),
+) -> None:
+    """Check Python, torch, CUDA, flash-attn, ffmpeg and the checkpoint files."""
+    from ovi_studio.doctor import exit_code, run_doctor
+    findings = run_doctor(ckpt_dir)
+    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+    out = _out()
+    for finding in findings:
+        out.print(f"{marks[finding.status]} [bold]{finding.name}[/]: {finding.detail}")
+        if finding.fix:
+            out.print(f"    fix: {finding.fix}", markup=False)
+    raise typer.Exit(exit_code(findings))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

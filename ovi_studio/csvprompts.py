@@ -1,0 +1,86 @@
+"""Ovi's CSV batch file: a `text_prompt` column and an optional `image_path` column.
+
+This is the format Ovi's own `inference.py` reads; `import` turns it into a storyboard and
+`check` can lint it directly, so both need each row with the line it starts on.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovi_studio.errors import UserError, at
+
+TEXT_COLUMN = "text_prompt"
+IMAGE_COLUMN = "image_path"
+MAX_CSV_BYTES = 50 << 20
+
+
+@dataclass(frozen=True)
+class CsvPrompt:
+    line: int  # 1-based line of the file on which the row starts
+    text: str
+    image_path: str | None  # as written in the file (relative to Ovi's working folder)
+
+
+def read_prompt_csv(path: str | Path) -> list[CsvPrompt]:
+    """Every non-blank row of an Ovi prompt CSV, in file order."""
+    path = Path(path)
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise UserError(f"not a readable CSV file: {exc}", location=at(path, 1)) from None
+    if header is None:
+        raise UserError("the CSV file is empty", location=at(path),
+                        hint=f"Ovi prompt files start with a `{TEXT_COLUMN}` header row")
+    columns = [name.strip() for name in header]
+    if TEXT_COLUMN not in columns:
+        raise UserError(f"no `{TEXT_COLUMN}` column (found: {', '.join(columns) or 'nothing'})",
+                        location=at(path, 1, 1),
+                        hint=f"the first row must name the columns, e.g. `{TEXT_COLUMN},{IMAGE_COLUMN}`")
+    text_at = columns.index(TEXT_COLUMN)
+    image_at = columns.index(IMAGE_COLUMN) if IMAGE_COLUMN in columns else None
+
+    prompts = []
+    next_line = reader.line_num + 1
+    while True:
+        start = next_line
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UserError(f"malformed CSV row: {exc}", location=at(path, start)) from None
+        next_line = reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        prompt = row[text_at] if text_at < len(row) else ""
+        image = row[image_at].strip() if image_at is not None and image_at < len(row) else ""
+        prompts.append(CsvPrompt(line=start, text=prompt, image_path=image or None))
+    return prompts
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_CSV_BYTES:
+            raise UserError(f"the CSV file is {size >> 20} MiB; prompt files are far smaller",
+                            location=at(path))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("no such file", location=at(path)) from None
+    except IsADirectoryError:
+        raise UserError("is a folder, not a CSV file", location=at(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read the file: {exc.strerror}", location=at(path)) from None
+    if b"\x00" in data:
+        raise UserError("this looks like a binary file, not a CSV prompt file", location=at(path))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UserError("the file is not valid UTF-8 text", location=at(path, line),
+                        hint="save the CSV as UTF-8 (most spreadsheet apps offer 'CSV UTF-8')") from None

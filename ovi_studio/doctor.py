@@ -1,0 +1,124 @@
+"""`ovi-studio doctor`: is this machine ready to render, and if not, what to do about it.
+
+torch is imported here, inside `run_doctor`, and nowhere on the check/plan/import paths.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import layout
+from engine.variants import VARIANTS
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+CKPT_ENV = "OVI_CKPT_DIR"
+DEFAULT_CKPT_DIR = Path("ckpts")
+
+
+@dataclass
+class Finding:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str | None = None
+
+
+def default_ckpt_dir(explicit: Path | None = None) -> Path:
+    if explicit is not None:
+        return Path(explicit)
+    return Path(os.environ[CKPT_ENV]) if os.environ.get(CKPT_ENV) else DEFAULT_CKPT_DIR
+
+
+def run_doctor(ckpt_dir: Path | None = None) -> list[Finding]:
+    return [check_python(), *check_torch(), check_flash_attn(), check_ffmpeg(),
+            *check_checkpoints(default_ckpt_dir(ckpt_dir))]
+
+
+def check_python() -> Finding:
+    version = platform.python_version()
+    if sys.version_info >= (3, 10):
+        return Finding("python", OK, f"{version} ({sys.executable})")
+    return Finding("python", FAIL, version, "install Python 3.10 or newer")
+
+
+def check_torch() -> list[Finding]:
+    try:
+        import torch
+    except Exception as exc:  # a broken install raises more than ImportError
+        return [Finding("torch", FAIL, f"cannot import torch: {exc}",
+                        "pip install torch (see https://pytorch.org/get-started/locally/)")]
+    findings = [Finding("torch", OK, torch.__version__)]
+    if not torch.cuda.is_available():
+        findings.append(Finding("cuda", WARN, "no CUDA device visible; rendering needs an NVIDIA GPU",
+                                "install a CUDA build of torch and check `nvidia-smi`"))
+        return findings
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        findings.append(Finding(f"gpu {index}", OK, f"{props.name}, {props.total_memory / 2**30:.1f} GiB, "
+                                f"CUDA {torch.version.cuda}"))
+    return findings
+
+
+def check_flash_attn() -> Finding:
+    if importlib.util.find_spec("flash_attn") is None:
+        return Finding("flash-attn", WARN, "not installed (attention falls back to PyTorch SDPA)",
+                       "pip install 'ovi-studio[cuda]' (builds flash-attn for your CUDA)")
+    return Finding("flash-attn", OK, importlib.metadata.version("flash-attn"))
+
+
+def check_ffmpeg() -> Finding:
+    try:
+        import imageio_ffmpeg
+        return Finding("ffmpeg", OK, imageio_ffmpeg.get_ffmpeg_exe())
+    except Exception:
+        found = shutil.which("ffmpeg")
+        if found:
+            return Finding("ffmpeg", OK, found)
+    return Finding("ffmpeg", FAIL, "no ffmpeg found", "pip install imageio-ffmpeg (or install ffmpeg on PATH)")
+
+
+def check_checkpoints(ckpt_dir: Path) -> list[Finding]:
+    """Shared files (T5, tokenizer, VAEs, vocoder) must all be there; of the model variants,
+    at least one."""
+    findings = []
+    if not ckpt_dir.is_dir():
+        findings.append(Finding("checkpoints", FAIL, f"{ckpt_dir} does not exist",
+                                f"download the weights into it (see below), or pass --ckpt-dir / set {CKPT_ENV}"))
+    missing = {name: set(layout.missing_files(ckpt_dir, variant)) for name, variant in VARIANTS.items()}
+    any_variant = next(iter(VARIANTS.values()))
+    shared = [rel for rel in layout.required_files(any_variant) if rel != layout.fusion_weights(any_variant)]
+    for rel in shared:
+        present = rel not in missing[any_variant.name]
+        findings.append(Finding(rel, OK if present else FAIL, "present" if present else "missing",
+                                None if present else download_command(rel, ckpt_dir)))
+    for name, variant in VARIANTS.items():
+        rel = layout.fusion_weights(variant)
+        present = rel not in missing[name]
+        findings.append(Finding(rel, OK if present else WARN,
+                                f"{'present' if present else 'missing'} (model {name})",
+                                None if present else download_command(rel, ckpt_dir)))
+    fp8 = layout.fusion_weights(VARIANTS["720x720_5s"], fp8=True)
+    if (ckpt_dir / fp8).exists():
+        findings.append(Finding(fp8, OK, "present (fp8: true with 720x720_5s)"))
+    if all(layout.fusion_weights(v) in missing[n] for n, v in VARIANTS.items()):
+        findings.append(Finding("models", FAIL, "no Ovi model weights: nothing can render",
+                                download_command(layout.fusion_weights(VARIANTS["960x960_10s"]), ckpt_dir)))
+    return findings
+
+
+def download_command(rel: str, ckpt_dir: Path) -> str:
+    """The huggingface-cli line that puts `rel` where the engine looks for it."""
+    top, _, inside = rel.partition("/")
+    repo = layout.source_of(rel)
+    what = f'--include "{inside}/*"' if not Path(inside).suffix else inside
+    return f"huggingface-cli download {repo} {what} --local-dir {ckpt_dir / top}"
+
+
+def exit_code(findings: list[Finding]) -> int:
+    return 1 if any(f.status == FAIL for f in findings) else 0

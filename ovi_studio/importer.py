@@ -1,0 +1,93 @@
+"""`ovi-studio import`: an Ovi CSV batch file becomes a storyboard, one shot per row.
+
+Prompts are written as block literals (`|-`) so that the text in the storyboard is exactly the
+text of the CSV and lint positions inside it are exact. Image paths, relative to the CSV's
+folder in Ovi's layout, are rewritten relative to the new storyboard's folder.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from engine.variants import DEFAULT_VARIANT, VARIANTS
+from ovi_studio.csvprompts import CsvPrompt, read_prompt_csv
+from ovi_studio.errors import UserError, at
+from ovi_studio.source import new_yaml
+
+LEGACY_CAPTION = "<AUDCAP>"
+LEGACY_MODEL = "720x720_5s"
+
+
+@dataclass
+class ImportResult:
+    yaml_text: str
+    model: str
+    shots: int
+    warnings: list[str]
+
+
+def guess_model(prompts: list[CsvPrompt]) -> str:
+    """Legacy <AUDCAP> captions were written for the 720x720_5s model; `Audio:` for 960."""
+    if any(LEGACY_CAPTION in p.text for p in prompts):
+        return LEGACY_MODEL
+    return DEFAULT_VARIANT
+
+
+def import_csv(csv_path: str | Path, out_path: str | Path, model: str | None = None) -> ImportResult:
+    """Build the storyboard text for `csv_path` as it will live at `out_path` (not written)."""
+    csv_path, out_path = Path(csv_path), Path(out_path)
+    if model is not None and model not in VARIANTS:
+        raise UserError(f"unknown model `{model}`", hint=f"choose one of {', '.join(VARIANTS)}")
+    prompts = read_prompt_csv(csv_path)
+    if not prompts:
+        raise UserError("the CSV file has no prompt rows", location=at(csv_path))
+    model = model or guess_model(prompts)
+    warnings: list[str] = []
+    shots = CommentedSeq()
+    width = max(3, len(str(len(prompts))))
+    for number, prompt in enumerate(prompts, start=1):
+        if not prompt.text.strip():
+            raise UserError("empty `text_prompt`", location=at(csv_path, prompt.line))
+        shot = CommentedMap()
+        shot["id"] = f"shot-{number:0{width}d}"
+        shot["prompt"] = LiteralScalarString(prompt.text)
+        if prompt.image_path:
+            image = _image_location(prompt.image_path, csv_path)
+            if not image.is_file():
+                warnings.append(f"{csv_path}:{prompt.line}: image `{prompt.image_path}` not found "
+                                f"(looked for {image})")
+            shot["first_frame"] = Path(os.path.relpath(image, out_path.absolute().parent)).as_posix()
+        shots.append(shot)
+
+    story = CommentedMap()
+    story["version"] = 1
+    story["title"] = csv_path.stem
+    story["model"] = model
+    story["shots"] = shots
+    story.yaml_set_start_comment(f"Imported from {csv_path.name} by `ovi-studio import` "
+                                 f"({len(prompts)} prompts).")
+    buffer = io.StringIO()
+    new_yaml().dump(story, buffer)
+    return ImportResult(buffer.getvalue(), model, len(prompts), warnings)
+
+
+def write_import(csv_path: str | Path, out_path: str | Path, model: str | None = None,
+                 force: bool = False) -> ImportResult:
+    out_path = Path(out_path)
+    if out_path.exists() and not force:
+        raise UserError(f"{out_path} already exists", hint="pass --force to overwrite it")
+    result = import_csv(csv_path, out_path, model)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(result.yaml_text, encoding="utf-8")
+    return result
+
+
+def _image_location(image_path: str, csv_path: Path) -> Path:
+    """Ovi's image paths are relative to the folder the CSV is run from: its own folder."""
+    image = Path(image_path)
+    return image if image.is_absolute() else csv_path.absolute().parent / image

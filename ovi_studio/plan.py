@@ -1,0 +1,249 @@
+"""What a render will do: shots in execution order, the geometry and seed of every take, a cache
+key over everything that changes the output, and whether the output folder already holds it.
+
+Staleness works like `dvc status`: the render writes `<out>/shots/<id>/take<k>/meta.json` with
+the `cache_key` and the `key_inputs` it was hashed from; a take whose key differs is stale, and
+comparing the stored inputs field by field says why ("prompt changed", "upstream shot a changed").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import layout
+from engine.fingerprint import folder_fingerprint
+from engine.variants import best_i2v_size, snap_t2v_size
+from ovi_studio import cost
+from ovi_studio.errors import UserError, at
+from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
+
+# Bump when the engine or post-processing changes what a given key renders to.
+ENGINE_VERSION = "1"
+META_FILE = "meta.json"
+NO_CHECKPOINT = "no-checkpoint"
+CKPT_ENV = "OVI_CKPT_DIR"
+
+SAMPLER_FIELDS = ("steps", "solver", "shift", "video_guidance", "audio_guidance", "slg_layer")
+_REASONS = {
+    "prompt": "prompt changed",
+    "video_negative": "negative prompt changed",
+    "audio_negative": "negative prompt changed",
+    "seed": "seed changed",
+    "first_frame": "first-frame image changed",
+    "checkpoint": "checkpoint changed",
+    "model": "model changed",
+    "engine_version": "engine version changed",
+    "height": "resolution changed",
+    "width": "resolution changed",
+    "frames": "duration changed",
+    "fp8": "fp8 setting changed",
+}
+
+
+@dataclass
+class PlannedTake:
+    shot: ResolvedShot
+    take: int
+    seed: int
+    mode: str  # "t2v" | "i2v" | "extend"
+    parent: str | None  # an extension continues from the parent's take 0
+    height: int
+    width: int
+    frames: int
+    cache_key: str
+    key_inputs: dict
+    status: str  # "fresh" | "stale"
+    reasons: list[str]
+    estimate_seconds: float
+    out_dir: Path = field(repr=False, default=Path("."))
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.out_dir / "shots" / self.shot.id / f"take{self.take}"
+
+    def to_json(self) -> dict:
+        return {
+            "shot": self.shot.id, "take": self.take, "seed": self.seed, "mode": self.mode,
+            "parent": self.parent, "height": self.height, "width": self.width,
+            "frames": self.frames, "status": self.status, "reasons": self.reasons,
+            "estimate_seconds": round(self.estimate_seconds, 1), "cache_key": self.cache_key,
+            "artifact_dir": str(self.artifact_dir), "key_inputs": self.key_inputs,
+        }
+
+
+@dataclass
+class Plan:
+    storyboard: LoadedStoryboard
+    steps: list[PlannedTake]
+    out_dir: Path
+    total_seconds_estimate: float  # takes that need rendering
+    checkpoint: str = NO_CHECKPOINT
+
+    def to_json(self) -> dict:
+        return {
+            "storyboard": str(self.storyboard.path), "model": self.storyboard.variant.name,
+            "out_dir": str(self.out_dir), "checkpoint": self.checkpoint,
+            "engine_version": ENGINE_VERSION,
+            "total_seconds_estimate": round(self.total_seconds_estimate, 1),
+            "takes": [step.to_json() for step in self.steps],
+        }
+
+
+def default_out_dir(loaded: LoadedStoryboard) -> Path:
+    output = loaded.model.output.dir if loaded.model else None
+    return Path(os.path.normpath(loaded.folder / (output or f"out/{loaded.path.stem}")))
+
+
+def resolve_ckpt_dir(loaded: LoadedStoryboard, explicit: Path | None = None) -> Path | None:
+    """--ckpt-dir, else the storyboard's `ckpt_dir` (relative to it), else $OVI_CKPT_DIR,
+    else ./ckpts when it exists."""
+    if explicit is not None:
+        return Path(explicit)
+    if loaded.model is not None and loaded.model.ckpt_dir:
+        return loaded.folder / loaded.model.ckpt_dir
+    if os.environ.get(CKPT_ENV):
+        return Path(os.environ[CKPT_ENV])
+    return Path("ckpts") if Path("ckpts").is_dir() else None
+
+
+def execution_order(loaded: LoadedStoryboard) -> list[ResolvedShot]:
+    """Parents before their extensions; otherwise file order."""
+    by_id: dict[str, ResolvedShot] = {}
+    for shot in loaded.shots:
+        if shot.id in by_id:
+            raise _graph_error(shot, f"shot id `{shot.id}` is used twice")
+        by_id[shot.id] = shot
+    for shot in loaded.shots:
+        if shot.extends is not None and shot.extends not in by_id:
+            raise _graph_error(shot, f"shot `{shot.id}` extends `{shot.extends}`, which is not a "
+                                     f"(valid) shot of this storyboard")
+    order, placed = [], set()
+    pending = list(loaded.shots)
+    while pending:
+        ready = next((s for s in pending if s.extends is None or s.extends in placed), None)
+        if ready is None:
+            raise _graph_error(pending[0], "these shots extend each other in a cycle: "
+                               + ", ".join(s.id for s in pending))
+        order.append(ready)
+        placed.add(ready.id)
+        pending.remove(ready)
+    return order
+
+
+def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
+               ckpt_dir: Path | None = None) -> Plan:
+    if loaded.model is None:
+        raise UserError("the storyboard has errors; nothing to plan", location=at(loaded.path),
+                        hint="run `ovi-studio check` to see them")
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
+    ckpt = resolve_ckpt_dir(loaded, ckpt_dir)
+    identities: dict[bool, str] = {}
+    variant = loaded.variant
+
+    def checkpoint_identity(fp8: bool) -> str:
+        if ckpt is None or not ckpt.is_dir():
+            return NO_CHECKPOINT
+        if fp8 not in identities:
+            identities[fp8] = folder_fingerprint(ckpt, layout.required_files(variant, fp8))
+        return identities[fp8]
+
+    steps: list[PlannedTake] = []
+    first_take: dict[str, PlannedTake] = {}
+    for shot in execution_order(loaded):
+        parent = first_take.get(shot.extends) if shot.extends else None
+        mode, (height, width) = _geometry(loaded, shot, parent)
+        image_hash = _file_hash(shot.first_frame) if mode == "i2v" else None
+        per_take = cost.take_seconds(height, width, variant, shot.settings.steps)
+        for take in range(shot.takes):
+            s = shot.settings
+            inputs = {
+                "engine_version": ENGINE_VERSION, "model": variant.name,
+                "checkpoint": checkpoint_identity(s.fp8), "prompt": shot.prompt,
+                "video_negative": s.video_negative, "audio_negative": s.audio_negative,
+                **{name: getattr(s, name) for name in SAMPLER_FIELDS},
+                "seed": s.seed + take, "take": take, "height": height, "width": width,
+                "frames": variant.frames, "fp8": s.fp8, "first_frame": image_hash,
+                "parent": parent.cache_key if parent else None, "parent_shot": shot.extends,
+                "seed_frame": s.seed_frame, "color_match": s.color_match, "fit": s.fit,
+            }
+            key = cache_key(inputs)
+            planned = PlannedTake(shot, take, s.seed + take, mode, shot.extends, height, width,
+                                  variant.frames, key, inputs, "stale", [], per_take, out_dir)
+            planned.status, planned.reasons = _staleness(planned)
+            steps.append(planned)
+            first_take.setdefault(shot.id, planned)
+    total = sum(step.estimate_seconds for step in steps if step.status == "stale")
+    return Plan(loaded, steps, out_dir, total, checkpoint_identity(False))
+
+
+def cache_key(key_inputs: dict) -> str:
+    canonical = json.dumps(key_inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _geometry(loaded: LoadedStoryboard, shot: ResolvedShot, parent: PlannedTake | None):
+    variant = loaded.variant
+    if parent is not None:
+        return "extend", (parent.height, parent.width)
+    if shot.first_frame is not None:
+        return "i2v", best_i2v_size(*_image_size(shot), variant.video_area)
+    return "t2v", snap_t2v_size(*shot.settings.requested_size(variant), variant.video_area)
+
+
+def _image_size(shot: ResolvedShot) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(shot.first_frame) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        raise _graph_error(shot, f"first frame `{shot.first_frame}` does not exist") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise _graph_error(shot, f"first frame `{shot.first_frame}` is not a readable image: {exc}") from None
+    return height, width
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _staleness(take: PlannedTake) -> tuple[str, list[str]]:
+    meta_path = take.artifact_dir / META_FILE
+    if not meta_path.is_file():
+        return "stale", ["not rendered yet"]
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        stored_key, stored = meta["cache_key"], meta.get("key_inputs") or {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return "stale", [f"{META_FILE} is unreadable"]
+    if stored_key == take.cache_key:
+        return "fresh", []
+    return "stale", explain_changes(stored, take.key_inputs) or ["cache key changed"]
+
+
+def explain_changes(old: dict, new: dict) -> list[str]:
+    """Human reasons for the differences between two key_inputs objects."""
+    reasons: list[str] = []
+    for name in sorted(set(old) | set(new), key=lambda n: list(new).index(n) if n in new else 999):
+        if old.get(name) == new.get(name) or name == "parent_shot":
+            continue
+        if name == "parent":
+            reason = f"upstream shot {new.get('parent_shot') or old.get('parent_shot')} changed"
+        elif name in SAMPLER_FIELDS:
+            reason = f"sampler settings changed ({name})"
+        else:
+            reason = _REASONS.get(name, f"{name} changed")
+        if reason not in reasons:
+            reasons.append(reason)
+    return reasons
+
+
+def _graph_error(shot: ResolvedShot, message: str) -> UserError:
+    return UserError(message, location=at(shot.origin.file, shot.line, shot.column),
+                     hint="run `ovi-studio check` for every problem at once")

@@ -1,0 +1,351 @@
+"""Safe YAML loading that remembers where every value came from.
+
+A storyboard is read with ruamel.yaml's round-trip loader: it keeps comments (so `check --fix`
+can rewrite the same document) and line/column of every key and item. Before building any
+objects the event stream is scanned once to refuse what a storyboard never needs and what could
+hurt: explicit tags (`!anything`), absurd nesting and alias bombs. The same scan records each
+scalar's exact span so an offset inside a prompt can be mapped back to the file (`TextOrigin`).
+
+All positions handed out by this module are 1-based (line, column), like editors show them.
+"""
+from __future__ import annotations
+
+import bisect
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent,
+                                ScalarEvent)
+
+from ovi_studio.errors import UserError, at
+
+MAX_BYTES = 2 << 20  # a storyboard of thousands of shots is still far below this
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 200_000  # after following aliases; stops "billion laughs" documents
+
+Position = tuple[int, int]  # (line, column), 1-based
+
+
+@dataclass(frozen=True)
+class ScalarSpan:
+    """Where one scalar's text sits in the file (0-based character indices)."""
+    start: int
+    end: int
+    style: str | None  # None plain, "'" or '"' quoted, "|" literal, ">" folded
+
+
+class LineIndex:
+    """Character index in the file <-> 1-based (line, column)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+
+    def position(self, index: int) -> Position:
+        index = max(0, min(index, len(self.text)))
+        line = bisect.bisect_right(self._starts, index) - 1
+        return line + 1, index - self._starts[line] + 1
+
+    def index(self, line: int, column: int) -> int:
+        return self._starts[line - 1] + column - 1
+
+
+@dataclass
+class SourceDocument:
+    """A loaded YAML file: the round-trip document plus what is needed to point into it."""
+    path: Path
+    text: str
+    data: object  # CommentedMap for a storyboard; anything YAML can hold otherwise
+    lines: LineIndex
+    scalars: dict[Position, ScalarSpan] = field(default_factory=dict)
+
+    # -- positions of keys, values and items ---------------------------------------------
+    def key_position(self, mapping: CommentedMap, key) -> Position:
+        try:
+            line, col = mapping.lc.key(key)
+            return line + 1, col + 1
+        except (KeyError, AttributeError, TypeError):
+            return self.node_position(mapping)
+
+    def value_position(self, mapping: CommentedMap, key) -> Position:
+        try:
+            line, col = mapping.lc.value(key)
+            return line + 1, col + 1
+        except (KeyError, AttributeError, TypeError):
+            return self.key_position(mapping, key)
+
+    def item_position(self, seq: CommentedSeq, index: int) -> Position:
+        try:
+            line, col = seq.lc.item(index)
+            return line + 1, col + 1
+        except (KeyError, IndexError, AttributeError, TypeError):
+            return self.node_position(seq)
+
+    def node_position(self, node) -> Position:
+        lc = getattr(node, "lc", None)
+        if lc is not None and lc.line is not None:
+            return lc.line + 1, lc.col + 1
+        return 1, 1
+
+    def path_position(self, path: tuple) -> Position:
+        """Position of the deepest node along `path` (keys and indices) that exists in the
+        document: an error about a value that came from a template points at the shot."""
+        node, position = self.data, (1, 1)
+        for part in path:
+            if isinstance(node, CommentedMap) and part in node:
+                position = self.key_position(node, part)
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                position = self.item_position(node, part)
+                node = node[part]
+            else:
+                break
+        return position
+
+    # -- text inside scalars -------------------------------------------------------------
+    def scalar_source(self, mapping: CommentedMap, key) -> "ScalarSource | None":
+        value = mapping.get(key) if isinstance(mapping, CommentedMap) else None
+        if not isinstance(value, str):
+            return None
+        return self._scalar_source_at(self.value_position(mapping, key), value)
+
+    def item_scalar_source(self, seq: CommentedSeq, index: int) -> "ScalarSource | None":
+        value = seq[index] if isinstance(seq, CommentedSeq) and 0 <= index < len(seq) else None
+        if not isinstance(value, str):
+            return None
+        return self._scalar_source_at(self.item_position(seq, index), value)
+
+    def _scalar_source_at(self, position: Position, value: str) -> "ScalarSource | None":
+        span = self.scalars.get(position)
+        if span is None:
+            return None
+        return ScalarSource(self, span, value)
+
+
+class ScalarSource:
+    """Maps an offset inside a scalar's value to its (line, column) in the file.
+
+    Exact for block literals (`|`), whose lines are copied verbatim after the indentation;
+    best effort for plain, quoted and folded scalars, whose line breaks and escapes the YAML
+    parser rewrites: non-space characters are matched in order against the source text."""
+
+    def __init__(self, document: SourceDocument, span: ScalarSpan, value: str):
+        self.document = document
+        self.span = span
+        self.value = value
+        self._map: list[int] | None = None
+
+    @property
+    def start(self) -> Position:
+        return self.document.lines.position(self.span.start)
+
+    @property
+    def exact(self) -> bool:
+        return self.span.style == "|"
+
+    def locate(self, offset: int) -> Position:
+        offset = max(0, min(offset, len(self.value)))
+        if self._map is None:
+            self._map = self._literal_map() if self.exact else self._aligned_map()
+        return self.document.lines.position(self._map[offset])
+
+    def _content_start(self) -> int:
+        """Block scalars: the text starts on the line after the `|` / `>` header."""
+        text = self.document.text
+        newline = text.find("\n", self.span.start, self.span.end)
+        return self.span.end if newline < 0 else newline + 1
+
+    def _literal_map(self) -> list[int]:
+        text, begin = self.document.text, self._content_start()
+        lines = text[begin:self.span.end].split("\n")
+        indent = next((len(ln) - len(ln.lstrip(" ")) for ln in lines if ln.strip()), 0)
+        mapping, index = [], begin
+        for number, value_line in enumerate(self.value.split("\n")):
+            source_line = lines[number] if number < len(lines) else ""
+            line_indent = min(indent, len(source_line))
+            mapping.extend(index + line_indent + i for i in range(len(value_line) + 1))
+            index += len(source_line) + 1
+        return mapping[:len(self.value) + 1]
+
+    def _aligned_map(self) -> list[int]:
+        text = self.document.text
+        begin = self._content_start() if self.span.style == ">" else self.span.start
+        if self.span.style in ("'", '"'):
+            begin += 1
+        end, cursor, mapping = self.span.end, begin, []
+        for ch in self.value:
+            if not ch.isspace():
+                found = text.find(ch, cursor, min(end, cursor + 16))
+                if found >= 0:
+                    cursor = found
+            mapping.append(cursor)
+            if not ch.isspace() and cursor < end and text[cursor] == ch:
+                cursor += 1
+        mapping.append(cursor)
+        return mapping
+
+
+class TextOrigin:
+    """Maps offsets in a compiled prompt to positions in the storyboard file.
+
+    A compiled prompt is a sequence of pieces: text copied from a scalar of the file (mapped
+    character by character) and glue the compiler wrote (attribution cues, a character's look,
+    template text), which maps to the position of the key it came from."""
+
+    def __init__(self, file: Path, fallback: Position):
+        self.file = file
+        self.fallback = fallback
+        self._pieces: list[tuple[int, int, ScalarSource | None, int, Position]] = []
+        self._length = 0
+
+    def add(self, length: int, source: "ScalarSource | None" = None, source_offset: int = 0,
+            anchor: Position | None = None) -> None:
+        """Append `length` characters; copied from `source` at `source_offset`, or glue that
+        points at `anchor` (default: the origin's fallback position)."""
+        if length <= 0:
+            return
+        self._pieces.append((self._length, length, source, source_offset, anchor or self.fallback))
+        self._length += length
+
+    @property
+    def exact(self) -> bool:
+        return all(source is not None and source.exact for _, _, source, _, _ in self._pieces)
+
+    def locate(self, offset: int) -> Position:
+        for start, length, source, source_offset, anchor in self._pieces:
+            if start <= offset < start + length or (offset == start + length == self._length):
+                if source is None:
+                    return anchor
+                return source.locate(source_offset + offset - start)
+        return self.fallback
+
+
+def load_yaml(path: str | Path, *, what: str = "storyboard") -> SourceDocument:
+    """Read and parse a YAML file safely; every problem is a UserError with a position."""
+    path = Path(path)
+    text = read_text(path, what=what)
+    yaml = YAML(typ="rt")
+    lines = LineIndex(text)
+    scalars = _scan_events(yaml, text, lines, path)
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        raise _yaml_error(exc, path) from None
+    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+        raise UserError(f"cannot read the YAML: {_first_line(exc)}", location=at(path)) from None
+    return SourceDocument(path, text, data, lines, scalars)
+
+
+def to_plain(node):
+    """Round-trip objects (CommentedMap, LiteralScalarString, ScalarFloat, ...) as plain
+    Python values, so validation sees exactly dict/list/str/int/float/bool/None."""
+    if isinstance(node, dict):
+        return {_plain_key(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [to_plain(item) for item in node]
+    if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    for kind in (str, int, float):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
+def _plain_key(key):
+    key = to_plain(key)
+    return str(key) if isinstance(key, (list, dict)) else key  # `? [a, b]` complex keys
+
+
+def new_yaml() -> YAML:
+    """The round-trip YAML used to read and write storyboards (keeps comments and order)."""
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    return yaml
+
+
+def read_text(path: Path, *, what: str = "storyboard") -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise UserError(f"the {what} is {size / (1 << 20):.1f} MiB; the limit is "
+                            f"{MAX_BYTES >> 20} MiB", location=at(path),
+                            hint="is this the right file?")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("no such file", location=at(path)) from None
+    except IsADirectoryError:
+        raise UserError(f"is a folder, not a {what} file", location=at(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read the file: {exc.strerror}", location=at(path)) from None
+    if b"\x00" in data:
+        raise UserError(f"this is a binary file, not a YAML {what}", location=at(path))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UserError("the file is not valid UTF-8 text", location=at(path, line),
+                        hint="save the file as UTF-8") from None
+
+
+def _scan_events(yaml: YAML, text: str, lines: LineIndex, path: Path) -> dict[Position, ScalarSpan]:
+    """One pass over the parser's events: refuse tags, deep nesting and alias bombs; record
+    the span of every scalar keyed by its start position."""
+    scalars: dict[Position, ScalarSpan] = {}
+    sizes: list[int] = [0]  # expanded node count of each open collection
+    anchored: dict[str, int] = {}
+    anchors_open: list[str | None] = []
+    try:
+        for event in yaml.parse(io.StringIO(text)):
+            if getattr(event, "tag", None) is not None:
+                raise UserError(f"YAML tags such as `{event.tag}` are not allowed in a storyboard",
+                                location=_event_location(path, event), hint="remove the `!…` tag; write plain values")
+            if isinstance(event, CollectionStartEvent):
+                if len(sizes) > MAX_DEPTH:
+                    raise UserError(f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                                    location=_event_location(path, event))
+                sizes.append(1)
+                anchors_open.append(event.anchor)
+            elif isinstance(event, CollectionEndEvent):
+                size = sizes.pop()
+                anchor = anchors_open.pop()
+                if anchor:
+                    anchored[anchor] = size
+                sizes[-1] += size
+            elif isinstance(event, (ScalarEvent, AliasEvent)):
+                size = anchored.get(event.anchor, 1) if isinstance(event, AliasEvent) else 1
+                if isinstance(event, ScalarEvent):
+                    if event.anchor:
+                        anchored[event.anchor] = 1
+                    scalars[lines.position(event.start_mark.index)] = ScalarSpan(
+                        event.start_mark.index, event.end_mark.index, event.style)
+                sizes[-1] += size
+            if sum(sizes) > MAX_EXPANDED_NODES:
+                raise UserError("the YAML expands to too many values (aliases repeated "
+                                "inside aliases?)", location=_event_location(path, event))
+    except MarkedYAMLError as exc:
+        raise _yaml_error(exc, path) from None
+    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+        raise UserError(f"cannot read the YAML: {_first_line(exc)}", location=at(path)) from None
+    return scalars
+
+
+def _event_location(path: Path, event):
+    return at(path, event.start_mark.line + 1, event.start_mark.column + 1)
+
+
+def _yaml_error(exc: MarkedYAMLError, path: Path) -> UserError:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "malformed YAML"
+    if exc.context and exc.problem:
+        problem = f"{exc.problem} ({exc.context})"
+    location = at(path, mark.line + 1, mark.column + 1) if mark else at(path)
+    return UserError(f"invalid YAML: {problem}", location=location)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -1,0 +1,554 @@
+"""The storyboard format (pydantic models) and `load_storyboard`, which reads a file into
+validated models plus positioned diagnostics and resolved shots (templates expanded, prompts
+compiled, settings merged).
+
+Loading never stops at the first problem: a shot with a bad key is reported and left out,
+the rest still resolve, so `check` can report everything in one run.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      model_validator)
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from engine.variants import DEFAULT_VARIANT, Variant, format_prompt, get_variant
+from ovi_studio.compile import (CharacterInfo, Compiled, DialogueLine, Text, compile_raw,
+                                compile_structured)
+from ovi_studio.diagnostics import Diagnostic, Severity
+from ovi_studio.errors import UserError
+from ovi_studio.source import Position, SourceDocument, TextOrigin, load_yaml, to_plain
+from ovi_studio import templates as tpl
+
+ModelName = Literal["720x720_5s", "960x960_5s", "960x960_10s"]
+SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+CharacterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+
+SB_SCHEMA = "SB102"
+SB_UNKNOWN_CHARACTER = "SB110"
+SB_UNKNOWN_TEMPLATE = "SB111"
+SB_TEMPLATE_PARAMETER = "SB112"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Settings(_Strict):
+    """Keys allowed under `defaults:` and, as overrides, on every shot. Unset means inherit."""
+    resolution: list[int] | None = Field(None, min_length=2, max_length=2,
+                                         description="[height, width] requested for t2v; snapped to the model's area")
+    aspect: str | None = Field(None, pattern=r"^\s*\d+(\.\d+)?\s*:\s*\d+(\.\d+)?\s*$",
+                               description='aspect ratio "W:H" (e.g. "16:9") instead of a resolution')
+    duration: float | None = Field(None, gt=0, description="seconds; must be one the model produces (5 or 10)")
+    steps: int | None = Field(None, ge=1, le=1000)
+    solver: Literal["unipc", "dpm++", "euler"] | None = None
+    shift: float | None = Field(None, gt=0)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    video_guidance: float | None = Field(None, ge=0)
+    audio_guidance: float | None = Field(None, ge=0)
+    slg_layer: int | None = Field(None, ge=-1, le=29, description="skip-layer guidance layer; -1 disables")
+    video_negative: str | None = None
+    audio_negative: str | None = None
+    fp8: bool | None = Field(None, description="fp8 fusion weights (720x720_5s only)")
+    blocks_to_swap: int | Literal["auto"] | None = Field(
+        None, description="DiT blocks kept in CPU memory and streamed in; placement only")
+    seed_frame: Literal["last", "sharpest"] | None = Field(
+        None, description="which of the parent's final frames starts an extension")
+    color_match: Literal["first", "previous", "off"] | None = Field(
+        None, description="colour anchoring of chained shots; default first in chains, else off")
+    fit: Literal["crop", "pad"] | None = Field(None, description="how a first frame of another aspect is fitted")
+    transition: Literal["cut", "crossfade"] | None = Field(None, description="the cut INTO this shot")
+    transition_frames: int | None = Field(None, ge=0, le=240)
+
+    @model_validator(mode="after")
+    def _one_size(self):
+        if self.resolution is not None and self.aspect is not None:
+            raise ValueError("give either `resolution` or `aspect`, not both")
+        if self.resolution is not None and not all(32 <= side <= 8192 for side in self.resolution):
+            raise ValueError("resolution sides must be between 32 and 8192 pixels")
+        return self
+
+
+class DialogueItem(_Strict):
+    speaker: str = Field(description="a character name, or who speaks in words")
+    line: str
+
+
+class Shot(Settings):
+    id: str = Field(pattern=SHOT_ID_PATTERN, max_length=128)
+    prompt: str | None = Field(None, description="raw Ovi prompt: speech in <S>…<E>, caption `Audio: …` last")
+    scene: str | None = Field(None, description="structured form: what we see ({name} inserts a character's look)")
+    dialogue: list[Union[str, DialogueItem]] | None = None
+    audio: str | None = Field(None, description="structured form: the audio caption (voices are added)")
+    first_frame: str | None = Field(None, description="image path, relative to the storyboard")
+    extends: str | None = Field(None, pattern=SHOT_ID_PATTERN, description="shot whose last frame starts this one")
+    takes: int = Field(1, ge=1, le=64, description="variants with seeds seed, seed+1, …")
+    noqa: list[str] | None = Field(None, description="lint codes to ignore for this shot")
+    use: str | None = Field(None, description="template name (templates/<name>.yaml)")
+    with_: dict[str, str | int | float | bool] | None = Field(None, alias="with")
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        structured = any(v is not None for v in (self.scene, self.dialogue, self.audio))
+        if self.prompt is not None and structured:
+            raise ValueError("give either `prompt` or `scene`/`dialogue`/`audio`, not both")
+        if self.with_ is not None and self.use is None:
+            raise ValueError("`with` gives template parameters; add `use: <template>`")
+        if self.prompt is None and not structured and self.use is None:
+            raise ValueError("a shot needs a `prompt`, or `scene`/`dialogue`/`audio`, or `use`")
+        return self
+
+
+class Character(_Strict):
+    look: str = Field(description="how they look; inserted wherever {name} appears")
+    voice: str | None = Field(None, description="how they sound; added to the audio caption when they speak")
+    name: str | None = Field(None, description="how a speech cue refers to them (default: the look)")
+
+
+class Output(_Strict):
+    dir: str | None = Field(None, description="output folder, relative to the storyboard (default out/<stem>)")
+    final: str | None = Field(None, description="file name of the assembled cut")
+    loudness: float | Literal["off"] = Field(-16.0, description="integrated loudness target in LUFS, or off")
+    subtitles: bool = True
+    chapters: bool = True
+
+
+class Storyboard(_Strict):
+    version: Literal[1]
+    title: str | None = None
+    model: ModelName = DEFAULT_VARIANT
+    ckpt_dir: str | None = None
+    defaults: Settings = Field(default_factory=Settings)
+    output: Output = Field(default_factory=Output)
+    characters: dict[CharacterName, Character] = Field(
+        default_factory=dict, description="name -> look and voice; write {name} in any text to insert the look")
+    shots: list[Shot] = Field(min_length=1)
+
+
+def storyboard_schema() -> dict:
+    schema = Storyboard.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ovi-studio storyboard"
+    return schema
+
+
+# -- resolved shots --------------------------------------------------------------------------
+
+BUILTIN_SETTINGS = dict(  # Ovi's inference defaults (spec §4.2)
+    steps=50, solver="unipc", shift=5.0, seed=100, video_guidance=4.0, audio_guidance=3.0,
+    slg_layer=11, video_negative="jitter, bad hands, blur, distortion",
+    audio_negative="robotic, muffled, echo, distorted", fp8=False, blocks_to_swap=0,
+    seed_frame="last", fit="crop", transition="cut",
+)
+CROSSFADE_FRAMES = 12  # half a second at 24 fps when a crossfade gives no length
+
+
+@dataclass(frozen=True)
+class ShotSettings:
+    duration: float
+    resolution: tuple[int, int] | None
+    aspect: str | None
+    steps: int
+    solver: str
+    shift: float
+    seed: int
+    video_guidance: float
+    audio_guidance: float
+    slg_layer: int
+    video_negative: str
+    audio_negative: str
+    fp8: bool
+    blocks_to_swap: int | str
+    seed_frame: str
+    color_match: str
+    fit: str
+    transition: str
+    transition_frames: int
+
+    def requested_size(self, variant: Variant) -> tuple[int, int]:
+        """(height, width) asked for, before snapping: resolution, else the aspect ratio,
+        else a square of the model's area."""
+        if self.resolution is not None:
+            return self.resolution
+        if self.aspect is not None:
+            w, h = (float(part) for part in self.aspect.split(":"))
+            side = (variant.video_area / (w * h)) ** 0.5
+            return max(1, round(h * side)), max(1, round(w * side))
+        side = round(variant.video_area ** 0.5)
+        return side, side
+
+
+@dataclass
+class ResolvedShot:
+    id: str
+    index: int  # position in the file's `shots` list
+    line: int
+    column: int
+    raw_prompt: str  # compiled, not yet variant-formatted
+    prompt: str  # format_prompt(raw_prompt, variant): what T5 gets
+    origin: TextOrigin
+    structured: bool
+    dialogue: list[DialogueLine]
+    scene: str | None
+    audio_caption: str | None
+    first_frame: Path | None
+    extends: str | None
+    settings: ShotSettings
+    takes: int
+    noqa: list[str]
+    template: str | None = None
+    node: CommentedMap | None = None  # the shot's mapping in `LoadedStoryboard.document`
+
+
+@dataclass
+class LoadedStoryboard:
+    path: Path
+    model: Storyboard | None
+    document: object
+    diagnostics: list[Diagnostic]
+    shots: list[ResolvedShot]
+    variant: Variant
+    source: SourceDocument | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def shot(self, shot_id: str) -> ResolvedShot | None:
+        return next((s for s in self.shots if s.id == shot_id), None)
+
+
+def load_storyboard(path: str | Path) -> LoadedStoryboard:
+    """Read a storyboard. Raises UserError only when the file cannot be read or is not YAML;
+    everything else is a positioned diagnostic."""
+    return _Loader(load_yaml(Path(path))).run()
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+_KNOWN_KEYS = {
+    "storyboard": list(Storyboard.model_fields),
+    "defaults": list(Settings.model_fields),
+    "output": list(Output.model_fields),
+    "character": list(Character.model_fields),
+    "shot": [f.alias or name for name, f in Shot.model_fields.items()],
+    "dialogue": list(DialogueItem.model_fields),
+}
+
+
+@dataclass
+class _ShotInput:
+    index: int
+    node: object  # the shot's node in the document
+    data: dict  # plain data, template expanded
+    template: str | None = None
+    use_position: Position | None = None
+
+
+@dataclass
+class _Loader:
+    source: SourceDocument
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    _templates: dict = field(default_factory=dict)
+    _invalid_characters: set = field(default_factory=set)
+
+    @property
+    def file(self) -> str:
+        return str(self.source.path)
+
+    def report(self, code: str, message: str, position: Position, shot: str | None = None,
+               severity: Severity = Severity.ERROR) -> None:
+        line, col = position
+        self.diagnostics.append(Diagnostic(self.file, line, col, line, col, code, severity, message, shot))
+
+    def run(self) -> LoadedStoryboard:
+        data = self.source.data
+        if not isinstance(data, CommentedMap):
+            what = _describe(data)
+            self.report(SB_SCHEMA, f"a storyboard is a mapping with `version: 1` and `shots:`; "
+                        f"this file is {what}", (1, 1))
+            return LoadedStoryboard(self.source.path, None, data, self.diagnostics, [],
+                                    get_variant(DEFAULT_VARIANT), self.source)
+        shots = self._shot_inputs(data)
+        model, kept = self._validate(data, shots)
+        variant = get_variant(model.model if model else DEFAULT_VARIANT)
+        resolved = self._resolve(model, kept, variant) if model else []
+        return LoadedStoryboard(self.source.path, model, data, self.diagnostics, resolved,
+                                variant, self.source)
+
+    # templates -------------------------------------------------------------------------
+    def _shot_inputs(self, data: CommentedMap) -> list[_ShotInput]:
+        nodes = data.get("shots")
+        if not isinstance(nodes, CommentedSeq):
+            return []
+        inputs = []
+        for index, node in enumerate(nodes):
+            plain = to_plain(node)
+            if isinstance(node, CommentedMap) and "use" in node:
+                expanded = self._expand_template(node, plain)
+                if expanded is not None:
+                    inputs.append(_ShotInput(index, node, *expanded))
+                continue
+            inputs.append(_ShotInput(index, node, plain))
+        return inputs
+
+    def _expand_template(self, node: CommentedMap, plain: dict):
+        name = plain.get("use")
+        use_at = self.source.value_position(node, "use")
+        shot_id = _shot_id(plain)
+        if not isinstance(name, str):
+            self.report(SB_SCHEMA, "`use` takes a template name", use_at, shot_id)
+            return None
+        template = self._template(name, use_at, shot_id)
+        if template is None:
+            return None
+        args = plain.get("with", {}) or {}
+        if not isinstance(args, dict):
+            self.report(SB_SCHEMA, "`with` takes a mapping of template parameters",
+                        self.source.value_position(node, "with"), shot_id)
+            return None
+        fragment, missing, unknown = tpl.expand(template, args)
+        for param in unknown:
+            close = difflib.get_close_matches(param, list(template.params), n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+            self.report(SB_TEMPLATE_PARAMETER, f"template `{name}` has no parameter `{param}`{hint}",
+                        self.source.key_position(node["with"], param), shot_id)
+        for param in missing:
+            self.report(SB_TEMPLATE_PARAMETER, f"template `{name}` needs parameter `{param}` "
+                        f"(add it under `with:`)", use_at, shot_id)
+        if missing or unknown:
+            return None
+        merged = {**fragment, **{k: v for k, v in plain.items() if k not in ("use", "with")}}
+        return merged, name, use_at
+
+    def _template(self, name: str, use_at: Position, shot_id: str | None):
+        if name in self._templates:
+            return self._templates[name]
+        template = None
+        found = tpl.find_template(name, self.source.path.parent)
+        if found is None:
+            known = tpl.available_templates(self.source.path.parent)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"available: {', '.join(known) or 'none'}"
+            self.report(SB_UNKNOWN_TEMPLATE, f"unknown template `{name}`; {hint}", use_at, shot_id)
+        else:
+            try:
+                template = tpl.load_template(found)
+            except UserError as exc:
+                self.report(SB_UNKNOWN_TEMPLATE, f"template `{name}` cannot be used: {exc}",
+                            use_at, shot_id)
+        self._templates[name] = template
+        return template
+
+    # schema ------------------------------------------------------------------------------
+    def _validate(self, data: CommentedMap, shots: list[_ShotInput]):
+        plain = {key: to_plain(value) for key, value in data.items() if key != "shots"}
+        plain["shots"] = [s.data for s in shots] if isinstance(data.get("shots"), CommentedSeq) \
+            else to_plain(data.get("shots"))
+        if "shots" not in data:
+            plain.pop("shots")
+        try:
+            return Storyboard.model_validate(plain), shots
+        except ValidationError as exc:
+            errors = exc.errors()
+        if not shots and data.get("shots"):  # every shot already failed and was reported
+            errors = [e for e in errors if tuple(e["loc"]) != ("shots",)]
+        self._report_schema_errors(errors, shots)
+        bad_shots = {e["loc"][1] for e in errors if e["loc"][:1] == ("shots",) and len(e["loc"]) > 1}
+        bad_characters = {e["loc"][1] for e in errors if e["loc"][:1] == ("characters",) and len(e["loc"]) > 1}
+        bad_top = {e["loc"][0] for e in errors if len(e["loc"]) == 1 or e["loc"][0] not in ("shots", "characters")}
+        self._invalid_characters = {str(name) for name in bad_characters}
+        kept = [s for i, s in enumerate(shots) if i not in bad_shots]
+        repaired = {k: v for k, v in plain.items() if k not in bad_top and k in Storyboard.model_fields}
+        repaired["version"] = 1
+        repaired["shots"] = [s.data for s in kept]
+        if isinstance(repaired.get("characters"), dict):
+            repaired["characters"] = {k: v for k, v in repaired["characters"].items() if k not in bad_characters}
+        try:
+            return Storyboard.model_validate(repaired), kept
+        except ValidationError:
+            # nothing valid is left to build (e.g. every shot was invalid)
+            return None, []
+
+    def _report_schema_errors(self, errors: list[dict], shots: list[_ShotInput]) -> None:
+        seen = set()
+        for error in errors:
+            loc = self._document_loc(tuple(error["loc"]), shots)
+            position, shot_id = self._error_position(loc, shots)
+            message = self._schema_message(error, loc)
+            if (position, message) in seen:
+                continue
+            seen.add((position, message))
+            self.report(SB_SCHEMA, message, position, shot_id)
+
+    def _document_loc(self, loc: tuple, shots: list[_ShotInput]) -> tuple:
+        """pydantic's loc with union-member tags dropped and shot indices mapped back to the
+        shot's index in the file (template-failed shots are not in the validated list)."""
+        parts = [p for p in loc if not (isinstance(p, str) and p in ("str", "DialogueItem", "int",
+                                                                     "float", "bool", "literal['auto']"))]
+        if parts[:1] == ["shots"] and len(parts) > 1 and isinstance(parts[1], int) and parts[1] < len(shots):
+            parts[1] = shots[parts[1]].index
+        return tuple(parts)
+
+    def _error_position(self, loc: tuple, shots: list[_ShotInput]) -> tuple[Position, str | None]:
+        shot_id = None
+        if loc[:1] == ("shots",) and len(loc) > 1:
+            match = next((s for s in shots if s.index == loc[1]), None)
+            if match is not None:
+                shot_id = _shot_id(match.data)
+                if match.template is not None and not self._in_document(match.node, loc[2:]):
+                    return match.use_position, shot_id
+        return self.source.path_position(loc), shot_id
+
+    @staticmethod
+    def _in_document(node, loc: tuple) -> bool:
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                return False
+        return True
+
+    def _schema_message(self, error: dict, loc: tuple) -> str:
+        where = ".".join(str(p) for p in loc) or "storyboard"
+        if error["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            candidates = _KNOWN_KEYS[_container(loc[:-1])]
+            close = difflib.get_close_matches(key, candidates, n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+            return f"unknown key `{key}`{hint}"
+        if error["type"] == "string_pattern_mismatch" and loc[-1] == "[key]":
+            return f"character name `{loc[-2]}`: use only letters, digits, `-` and `_` (it is written as {{name}})"
+        if error["type"] == "string_pattern_mismatch" and loc[-1] in ("id", "extends"):
+            return f"`{where}`: shot ids use only letters, digits, `-` and `_`"
+        if error["type"] == "missing":
+            return f"`{where}` is required"
+        message = error["msg"].removeprefix("Value error, ")
+        return f"`{where}`: {message}"
+
+    # resolution --------------------------------------------------------------------------
+    def _resolve(self, model: Storyboard, shots: list[_ShotInput], variant: Variant) -> list[ResolvedShot]:
+        characters = {name: CharacterInfo(c.look, c.voice, c.name) for name, c in model.characters.items()}
+        extended = {shot.extends for shot in model.shots if shot.extends}
+        resolved = []
+        for shot, given in zip(model.shots, shots):
+            in_chain = shot.extends is not None or shot.id in extended
+            compiled = self._compile(shot, given, characters, variant)
+            for unknown in compiled.unknown:
+                if unknown.name in self._invalid_characters:
+                    continue  # its definition is already reported
+                self.report(SB_UNKNOWN_CHARACTER, unknown.message, unknown.position, shot.id)
+            line, col = self.source.item_position(self.source.data["shots"], given.index)
+            first_frame = (self.source.path.absolute().parent / shot.first_frame) if shot.first_frame else None
+            resolved.append(ResolvedShot(
+                id=shot.id, index=given.index, line=line, column=col,
+                raw_prompt=compiled.text, prompt=format_prompt(compiled.text, variant),
+                origin=compiled.origin, structured=shot.prompt is None,
+                dialogue=compiled.dialogue, scene=compiled.scene, audio_caption=compiled.audio_caption,
+                first_frame=first_frame, extends=shot.extends,
+                settings=merge_settings(model.defaults, shot, variant, in_chain),
+                takes=shot.takes, noqa=list(shot.noqa or []), template=given.template,
+                node=given.node if isinstance(given.node, CommentedMap) else None))
+        return resolved
+
+    def _compile(self, shot: Shot, given: _ShotInput, characters, variant: Variant) -> Compiled:
+        node = given.node if isinstance(given.node, CommentedMap) else CommentedMap()
+        fallback = given.use_position or self.source.path_position(("shots", given.index))
+
+        def text(key: str, value: str, container=node) -> Text:
+            if given.template is not None and key not in container:
+                return Text(value, given.use_position)
+            return Text(value, self.source.value_position(container, key),
+                        self.source.scalar_source(container, key))
+
+        if shot.prompt is not None:
+            origin = TextOrigin(self.source.path, text("prompt", shot.prompt).anchor)
+            return compile_raw(text("prompt", shot.prompt), characters, origin)
+
+        first_key = next((k for k in ("scene", "dialogue", "audio") if k in node), None)
+        origin = TextOrigin(self.source.path, self.source.key_position(node, first_key)
+                            if first_key else fallback)
+        scene = text("scene", shot.scene) if shot.scene is not None else None
+        audio = text("audio", shot.audio) if shot.audio is not None else None
+        return compile_structured(scene, self._dialogue(shot, given, node, fallback), audio,
+                                  characters, variant.caption_style, origin)
+
+    def _dialogue(self, shot: Shot, given: _ShotInput, node: CommentedMap, fallback: Position):
+        items = node.get("dialogue")
+        from_file = isinstance(items, CommentedSeq)  # else it came from a template
+        lines = []
+        for index, item in enumerate(shot.dialogue or []):
+            speaker, value = (None, item) if isinstance(item, str) else (item.speaker, item.line)
+            if not from_file:
+                lines.append((speaker, Text(value, fallback), fallback))
+                continue
+            item_node = items[index]
+            if isinstance(item_node, CommentedMap):
+                line = Text(value, self.source.value_position(item_node, "line"),
+                            self.source.scalar_source(item_node, "line"))
+                speaker_at = self.source.value_position(item_node, "speaker")
+            else:
+                item_at = self.source.item_position(items, index)
+                line = Text(value, item_at, self.source.item_scalar_source(items, index))
+                speaker_at = item_at
+            lines.append((speaker, line, speaker_at))
+        return lines
+
+
+def _shot_id(data) -> str | None:
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "empty"
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), "not a mapping")
+
+
+def _container(loc: tuple) -> str:
+    if not loc:
+        return "storyboard"
+    if loc[0] == "shots":
+        return "dialogue" if "dialogue" in loc else "shot"
+    if loc[0] == "characters":
+        return "character"
+    return {"defaults": "defaults", "output": "output"}.get(loc[0], "storyboard")
+
+
+def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: bool) -> ShotSettings:
+    """Ovi's defaults < the storyboard's `defaults` < the shot's own keys. `resolution` and
+    `aspect` are one setting: a shot giving either replaces both."""
+    merged: dict = {name: None for name in Settings.model_fields}
+    merged.update(BUILTIN_SETTINGS)
+    for layer in (defaults, shot):
+        given = {name: getattr(layer, name) for name in Settings.model_fields
+                 if getattr(layer, name) is not None}
+        if "resolution" in given or "aspect" in given:
+            merged["resolution"] = merged["aspect"] = None
+        merged.update(given)
+    if merged["duration"] is None:
+        merged["duration"] = float(variant.duration_s)
+    if merged["color_match"] is None:
+        merged["color_match"] = "first" if in_chain else "off"
+    if merged["transition_frames"] is None:
+        merged["transition_frames"] = CROSSFADE_FRAMES if merged["transition"] == "crossfade" else 0
+    if merged["resolution"] is not None:
+        merged["resolution"] = tuple(merged["resolution"])
+    return ShotSettings(**merged)
+
+
+__all__ = [
+    "Character", "DialogueItem", "DialogueLine", "LoadedStoryboard", "Output", "ResolvedShot",
+    "Settings", "Shot", "ShotSettings", "Storyboard", "load_storyboard",
+    "merge_settings", "storyboard_schema",
+]

@@ -1,0 +1,88 @@
+"""`init` scaffolds storyboards that load clean; `doctor` says what is missing and how to fix it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine import layout
+from engine.variants import VARIANTS
+from ovi_studio import templates as tpl
+from ovi_studio.cli import app
+from ovi_studio.doctor import check_checkpoints, download_command, exit_code
+from ovi_studio.storyboard import load_storyboard
+
+runner = CliRunner()
+
+
+def test_init_writes_a_clean_starter(tmp_path):
+    folder = tmp_path / "my-film"
+    result = runner.invoke(app, ["init", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "templates").is_dir() and (folder / "README.md").is_file()
+    schema = json.loads((folder / "storyboard.schema.json").read_text())
+    assert "shots" in schema["properties"]
+    assert "$schema=storyboard.schema.json" in (folder / "story.yaml").read_text()
+    loaded = load_storyboard(folder / "story.yaml")
+    assert loaded.diagnostics == [] and len(loaded.shots) == 2
+    assert loaded.model.title == "my film" and loaded.shots[1].extends == "arrival"
+    again = runner.invoke(app, ["init", str(folder)])
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert runner.invoke(app, ["init", str(folder), "--force"]).exit_code == 0
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in tpl.PROJECT_TEMPLATES.glob("*.yaml")))
+def test_init_from_each_template_loads_clean(tmp_path, name):
+    result = runner.invoke(app, ["init", str(tmp_path), "--template", name])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "templates" / f"{name}.yaml").is_file()  # the folder is self-contained
+    loaded = load_storyboard(tmp_path / "story.yaml")
+    assert loaded.diagnostics == [] and loaded.shots[0].template == name
+
+
+def test_init_unknown_template(tmp_path):
+    result = runner.invoke(app, ["init", str(tmp_path), "--template", "nope"])
+    assert result.exit_code == 2 and "talking-head" in result.output
+
+
+def _fake_checkpoint(root: Path, variants=("720x720_5s",)) -> Path:
+    for name in variants:
+        for rel in layout.required_files(VARIANTS[name]):
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if rel == layout.TOKENIZER_DIR:
+                target.mkdir(exist_ok=True)
+            else:
+                target.write_bytes(b"x")
+    return root
+
+
+def test_checkpoint_findings(tmp_path):
+    findings = check_checkpoints(tmp_path / "absent")
+    assert exit_code(findings) == 1
+    t5 = next(f for f in findings if f.name == layout.T5_WEIGHTS)
+    assert t5.status == "fail" and t5.fix == (
+        f"huggingface-cli download Wan-AI/Wan2.2-TI2V-5B models_t5_umt5-xxl-enc-bf16.pth "
+        f"--local-dir {tmp_path / 'absent' / 'Wan2.2-TI2V-5B'}")
+    root = _fake_checkpoint(tmp_path / "ckpts")
+    findings = check_checkpoints(root)
+    assert exit_code(findings) == 0
+    by_name = {f.name: f for f in findings}
+    assert by_name["Ovi/model.safetensors"].status == "ok"
+    assert by_name["Ovi/model_960x960_10s.safetensors"].status == "warn"
+    assert "chetwinlow1/Ovi model_960x960_10s.safetensors" in by_name["Ovi/model_960x960_10s.safetensors"].fix
+    assert '--include "google/umt5-xxl/*"' in download_command(layout.TOKENIZER_DIR, root)
+    assert "rkfg/Ovi-fp8_quantized" in download_command("Ovi/" + "model_fp8_e4m3fn.safetensors", root)
+
+
+def test_doctor_command(tmp_path, monkeypatch):
+    root = _fake_checkpoint(tmp_path / "ckpts")
+    monkeypatch.setenv("OVI_CKPT_DIR", str(root))
+    result = runner.invoke(app, ["doctor"], env={"COLUMNS": "200"})
+    assert "python" in result.output and "torch" in result.output and "ffmpeg" in result.output
+    assert "Ovi/model.safetensors: present" in result.output
+    assert result.exit_code == 0, result.output
+    missing = runner.invoke(app, ["doctor", "--ckpt-dir", str(tmp_path / "none")], env={"COLUMNS": "200"})
+    assert missing.exit_code == 1 and "huggingface-cli download" in missing.output
