@@ -1,0 +1,102 @@
+"""Load the fusion DiT from a checkpoint folder laid out as the reference lays it out (spec §1).
+
+The model is built on the meta device and each tensor is read from the memory-mapped
+safetensors file straight onto the target device, then assigned (not copied) into the model, so
+the weights are never held twice. Keys and shapes are checked strictly before anything is read;
+every problem with the file raises one `CheckpointError` naming the file and where it comes from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from engine.arch import Arch, load_arch
+from engine.errors import CheckpointError
+from engine.layout import fusion_weights, source_of
+from engine.math import resolve_attention_backend
+from engine.model import FusionModel
+from engine.variants import FP8_VARIANTS, Variant, get_variant
+
+_LISTED = 5  # keys named in a mismatch message
+
+
+def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.device,
+                      dtype: torch.dtype = torch.bfloat16, fp8: bool = False,
+                      attention: str = "auto") -> tuple[FusionModel, Variant]:
+    """The fusion model of `variant_name` on `device`, and the variant (with arch.json overrides).
+
+    dtype: storage dtype of the weights (computation is bf16 regardless). fp8: load the fp8 file
+    (720x720_5s only) and keep its dtypes, as the reference does. attention: "auto", "sdpa",
+    "flash2" or "flash3" (see `model.attention_backend` for the one in use).
+    """
+    root = Path(ckpt_dir)
+    device = torch.device(device)
+    if fp8 and variant_name not in FP8_VARIANTS:
+        raise ValueError(f"fp8 weights exist only for {', '.join(FP8_VARIANTS)}, not {variant_name}")
+    arch = load_arch(root)
+    variant = arch.variant.apply(get_variant(variant_name))
+    backend = resolve_attention_backend(attention, device)
+    with torch.device("meta"):
+        model = FusionModel(arch.video_dit, arch.audio_dit, backend)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = read_fusion_weights(root, fusion_weights(variant, fp8), expected, arch, device,
+                                dtype=None if fp8 else dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval().requires_grad_(False), variant
+
+
+def _hint(root: Path, relative: str) -> str:
+    repo = source_of(relative)
+    return (f"{relative} comes from the Hugging Face repository {repo}; download it again into "
+            f"{root / Path(relative).parent} (e.g. `huggingface-cli download {repo} "
+            f"{Path(relative).name} --local-dir {root / Path(relative).parent}`)")
+
+
+def _some(keys: list[str]) -> str:
+    more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
+    return ", ".join(keys[:_LISTED]) + more
+
+
+def read_fusion_weights(root: Path, relative: str, expected: dict[str, tuple[int, ...]], arch: Arch,
+                        device: torch.device, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Every tensor of `root/relative` on `device` (cast to `dtype` unless None), after checking
+    that the file holds exactly the `expected` keys and shapes."""
+    path = root / relative
+    hint = _hint(root, relative)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if not path.is_file():
+        raise CheckpointError(path, "fusion checkpoint not found", hint)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            keys = set(f.keys())
+            missing, extra = sorted(expected.keys() - keys), sorted(keys - expected.keys())
+            if missing or extra:
+                parts = ([f"{len(missing)} missing key(s): {_some(missing)}"] if missing else []) + (
+                    [f"{len(extra)} unexpected key(s): {_some(extra)}"] if extra else [])
+                raise CheckpointError(path, "not an Ovi fusion checkpoint: " + "; ".join(parts), hint)
+            wrong = [f"{k} is {list(f.get_slice(k).get_shape())}, expected {list(expected[k])}"
+                     for k in sorted(expected) if tuple(f.get_slice(k).get_shape()) != expected[k]]
+            if wrong:
+                sizes = ("the published sizes" if arch.is_published_size
+                         else f"the sizes in {root / 'arch.json'}")
+                raise CheckpointError(path, f"{len(wrong)} tensor(s) of the wrong shape for "
+                                      f"{sizes}: {_some(wrong)}",
+                                      hint + "; or fix arch.json if this is a resized model")
+            state = {}
+            for k in expected:
+                t = f.get_tensor(k)
+                state[k] = t if dtype is None else t.to(dtype)
+            return state
+    except SafetensorError as exc:
+        raise CheckpointError(path, f"unreadable safetensors file ({exc}); it is probably "
+                              "truncated or corrupted", hint) from None
+
+
+def release_fusion_model(model: FusionModel) -> None:
+    """Free the model's weights now (its tensors move to the meta device; the model is unusable)."""
+    model.to("meta")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

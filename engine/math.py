@@ -1,0 +1,141 @@
+"""Pure tensor functions of the fusion DiT: attention (with backend choice), RoPE, timestep embedding.
+
+Precision follows the reference (spec §3.4, §3.9): RoPE rotates in complex128 and rounds the
+result to bf16; the sinusoidal embedding is float64 (the caller rounds it); attention runs on
+bf16 inputs.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+
+ROPE_THETA = 10000.0
+BACKENDS = ("sdpa", "flash2", "flash3")
+
+
+# --- attention --------------------------------------------------------------------------------
+
+@functools.cache
+def _importable(module: str) -> bool:
+    """Installed and loadable (a flash-attn wheel built for another torch fails at import)."""
+    if importlib.util.find_spec(module) is None:
+        return False
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        return False
+    return True
+
+
+def available_attention_backends(device: torch.device) -> list[str]:
+    """Backends usable on `device`, best first. flash-attn 3 ships as `flash_attn_interface`."""
+    found = []
+    if device.type == "cuda":
+        if _importable("flash_attn_interface"):
+            found.append("flash3")
+        if _importable("flash_attn"):
+            found.append("flash2")
+    return found + ["sdpa"]
+
+
+def resolve_attention_backend(requested: str, device: torch.device) -> str:
+    """The backend `requested` ("auto", "sdpa", "flash2", "flash3") resolves to on `device`."""
+    available = available_attention_backends(device)
+    if requested == "auto":
+        return available[0]
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown attention backend {requested!r}; choose auto, {', '.join(BACKENDS)}")
+    if requested not in available:
+        raise ValueError(f"attention backend {requested!r} is not available on {device} "
+                         f"(available: {', '.join(available)})")
+    return requested
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str) -> torch.Tensor:
+    """Unmasked softmax(q k^T / sqrt(d)) v over [B, L, N, d] bf16 tensors -> [B, Lq, N, d].
+
+    The flash backends call the varlen entry points with one full-length sequence per batch row,
+    as the reference does, so the same kernels run.
+    """
+    if backend == "sdpa":
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2).type(q.dtype)
+    b, lq, lk = q.size(0), q.size(1), k.size(1)
+    cu_q = torch.arange(0, (b + 1) * lq, lq, dtype=torch.int32, device=q.device)
+    cu_k = torch.arange(0, (b + 1) * lk, lk, dtype=torch.int32, device=q.device)
+    q_, k_, v_ = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
+    if backend == "flash3":
+        import flash_attn_interface
+        out = flash_attn_interface.flash_attn_varlen_func(
+            q=q_, k=k_, v=v_, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, seqused_q=None,
+            seqused_k=None, max_seqlen_q=lq, max_seqlen_k=lk)
+        out = out[0] if isinstance(out, tuple) else out
+    elif backend == "flash2":
+        import flash_attn
+        out = flash_attn.flash_attn_varlen_func(q=q_, k=k_, v=v_, cu_seqlens_q=cu_q,
+                                                cu_seqlens_k=cu_k, max_seqlen_q=lq,
+                                                max_seqlen_k=lk)
+    else:
+        raise ValueError(f"unknown attention backend {backend!r}")
+    return out.unflatten(0, (b, lq)).type(q.dtype)
+
+
+# --- RoPE -------------------------------------------------------------------------------------
+
+def rope_frequencies(length: int, width: int, scale: float = 1.0) -> torch.Tensor:
+    """exp(i * pos * scale * theta^(-2k/width)) for pos < length, k < width/2: complex128 [length, width/2]."""
+    freqs = 1.0 / torch.pow(ROPE_THETA, torch.arange(0, width, 2).to(torch.float64).div(width))
+    freqs = torch.outer(torch.arange(length), scale * freqs)
+    return torch.polar(torch.ones_like(freqs), freqs)
+
+
+def video_rope(grid: tuple[int, int, int], head_dim: int, device=None) -> torch.Tensor:
+    """Per-token rotations of a (frames, rows, columns) token grid, row-major: complex128 [S, 1, d/2].
+
+    Pairs are split d-4*floor(d/6) / 2*floor(d/6) / 2*floor(d/6) real dims (44/42/42 at d=128)
+    between the frame, row and column index.
+    """
+    f, h, w = grid
+    band = 2 * (head_dim // 6)
+    tables = [rope_frequencies(n, width).to(device)
+              for n, width in ((f, head_dim - 2 * band), (h, band), (w, band))]
+    table = torch.cat([
+        tables[0].view(f, 1, 1, -1).expand(f, h, w, -1),
+        tables[1].view(1, h, 1, -1).expand(f, h, w, -1),
+        tables[2].view(1, 1, w, -1).expand(f, h, w, -1),
+    ], dim=-1)
+    return table.reshape(f * h * w, 1, -1)
+
+
+def audio_rope(length: int, head_dim: int, scale: float, device=None) -> torch.Tensor:
+    """Rotations of a 1-D audio sequence: only the first d-4*floor(d/6) real dims, by position*scale.
+
+    Returns complex128 [L, 1, c] with c < d/2; the remaining pairs pass through unrotated.
+    """
+    return rope_frequencies(length, head_dim - 4 * (head_dim // 6), scale).to(device)[:, None, :]
+
+
+def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (2j, 2j+1) of x [B, S, N, d] by rope [S, 1, c] (c <= d/2) -> bf16."""
+    b, s, n, _ = x.shape
+    pairs = torch.view_as_complex(x.to(torch.float64).reshape(b, s, n, -1, 2))
+    c = rope.shape[-1]
+    rotated = pairs[..., :c] * rope
+    if c < pairs.shape[-1]:
+        rotated = torch.cat([rotated, pairs[..., c:]], dim=-1)
+    return torch.view_as_real(rotated).flatten(3).bfloat16()
+
+
+# --- timestep embedding -----------------------------------------------------------------------
+
+def sinusoidal_embedding(dim: int, positions: torch.Tensor) -> torch.Tensor:
+    """[cos(p * f_k), sin(p * f_k)] with f_k = 10000^(-k/(dim/2)), in float64: [len(p), dim]."""
+    half = dim // 2
+    positions = positions.to(torch.float64)
+    angles = torch.outer(positions, torch.pow(10000, -torch.arange(half).to(positions).div(half)))
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
