@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from engine import fp8 as fp8_format
 from engine.arch import Arch, load_arch
+from engine.embedding_cache import cache_root
 from engine.errors import CheckpointError
 from engine.layout import fusion_weights, source_of
 from engine.math import resolve_attention_backend
@@ -23,28 +25,63 @@ _LISTED = 5  # keys named in a mismatch message
 
 
 def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.device,
-                      dtype: torch.dtype = torch.bfloat16, fp8: bool = False,
-                      attention: str = "auto") -> tuple[FusionModel, Variant]:
-    """The fusion model of `variant_name` on `device`, and the variant (with arch.json overrides).
+                      dtype: torch.dtype = torch.bfloat16, fp8: bool | str = False,
+                      attention: str = "auto", read_device: torch.device | None = None,
+                      cache_dir: str | Path | None = None) -> tuple[FusionModel, Variant]:
+    """The fusion model of `variant_name` for `device`, and the variant (with arch.json overrides).
 
-    dtype: storage dtype of the weights (computation is bf16 regardless). fp8: load the fp8 file
-    (720x720_5s only) and keep its dtypes, as the reference does. attention: "auto", "sdpa",
-    "flash2" or "flash3" (see `model.attention_backend` for the one in use).
+    dtype: storage dtype of the weights (computation is bf16 regardless). fp8: True loads the
+    published fp8 file (720x720_5s only) and keeps its dtypes, as the reference does; "scaled"
+    converts the variant's bf16 file to fp8 e4m3 with per-block scales (engine.fp8), once: the
+    conversion is cached under `<cache root>/fp8` (cache_dir, else the default cache root).
+    attention: "auto", "sdpa", "flash2" or "flash3", resolved for `device` (see
+    `model.attention_backend`). read_device: where the weights are put (default `device`);
+    "cpu" when block swapping places the model afterwards (engine.offload.stream_model).
     """
     root = Path(ckpt_dir)
     device = torch.device(device)
-    if fp8 and variant_name not in FP8_VARIANTS:
-        raise ValueError(f"fp8 weights exist only for {', '.join(FP8_VARIANTS)}, not {variant_name}")
+    read_device = device if read_device is None else torch.device(read_device)
+    if fp8 not in (False, True, "scaled"):
+        raise ValueError(f"fp8 must be False, True (the published fp8 file) or 'scaled', got {fp8!r}")
+    if fp8 is True and variant_name not in FP8_VARIANTS:
+        raise ValueError(f"fp8 weights exist only for {', '.join(FP8_VARIANTS)}, not {variant_name}; "
+                         "fp8='scaled' converts any variant")
     arch = load_arch(root)
     variant = arch.variant.apply(get_variant(variant_name))
     backend = resolve_attention_backend(attention, device)
     with torch.device("meta"):
         model = FusionModel(arch.video_dit, arch.audio_dit, backend)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    state = read_fusion_weights(root, fusion_weights(variant, fp8), expected, arch, device,
-                                dtype=None if fp8 else dtype)
-    model.load_state_dict(state, strict=True, assign=True)
+    if fp8 == "scaled":
+        model = _load_scaled_fp8(model, root, variant, expected, arch, read_device, dtype, cache_dir)
+    else:
+        state = read_fusion_weights(root, fusion_weights(variant, fp8), expected, arch, read_device,
+                                    dtype=None if fp8 else dtype)
+        model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False), variant
+
+
+def quantize_fusion_layers(model: FusionModel) -> None:
+    """Turn the fusion layers' Linears into block-scaled FP8Linears (structure only on meta)."""
+    for tower in (model.video_model, model.audio_model):
+        fp8_format.quantize_linears(tower.blocks)
+
+
+def _load_scaled_fp8(model: FusionModel, root: Path, variant: Variant, expected, arch: Arch,
+                     device: torch.device, dtype: torch.dtype, cache_dir) -> FusionModel:
+    relative = fusion_weights(variant, False)
+    cached = fp8_format.converted_cache_path(cache_root(cache_dir), root / relative)
+    if cached.is_file():
+        quantize_fusion_layers(model)
+        state = fp8_format.load_scales_into(model, fp8_format.load_converted(cached, device))
+        model.load_state_dict(state, strict=True, assign=True)
+        return model
+    state = read_fusion_weights(root, relative, expected, arch, torch.device("cpu"), dtype=dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    del state
+    quantize_fusion_layers(model)
+    fp8_format.save_converted(cached, fp8_format.scaled_state_dict(model))
+    return model.to(device)
 
 
 def _hint(root: Path, relative: str) -> str:

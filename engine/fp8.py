@@ -70,6 +70,8 @@ class FP8Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear, *, scaled: bool = True, block: int = BLOCK) -> "FP8Linear":
         module = cls(linear.in_features, linear.out_features, linear.bias is not None,
                      scaled=scaled, block=block, compute_dtype=torch.bfloat16, device="meta")
+        if linear.weight.is_meta:  # structure only: a converted file's tensors are assigned later
+            return module
         if scaled:
             q, s = quantize_blockwise(linear.weight.data, block)
             module.scale = nn.Parameter(s, requires_grad=False)
@@ -97,7 +99,7 @@ class FP8Linear(nn.Module):
 def _linear_children(root: nn.Module):
     for name, module in root.named_modules():
         for child_name, child in module.named_children():
-            if type(child) is nn.Linear:
+            if isinstance(child, nn.Linear):
                 yield module, child_name, (f"{name}.{child_name}" if name else child_name), child
 
 

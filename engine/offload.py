@@ -112,6 +112,8 @@ class LayerStreamer:
                 for p in self.params[i]:
                     p.data = p.data.to(self.device)
             self.params = {}
+        self.streamed_ids = frozenset(id(p) for ps in self.params.values() for p in ps)
+        if not plan.active:
             return
         first = self.params[plan.streamed[0]]
         self.offsets, self.nbytes = _layout(first)
@@ -171,6 +173,34 @@ class LayerStreamer:
     def resident_bytes(self) -> int:
         """Device bytes the streamed weights take (the slots), against all-resident."""
         return self.nbytes * self.plan.slots if self.params else 0
+
+
+def fusion_layers(model: nn.Module) -> list[list[nn.Module]]:
+    """The swap unit of the fusion model: [video block i, audio block i] for each layer i."""
+    return [[v, a] for v, a in zip(model.video_model.blocks, model.audio_model.blocks)]
+
+
+def move_except(module: nn.Module, device, keep: frozenset[int] = frozenset()) -> None:
+    """Move every parameter and buffer of `module` to `device` in place, except the parameters
+    whose id is in `keep` (the streamed weights, which live in CPU memory for good)."""
+    for p in module.parameters():
+        if id(p) not in keep:
+            p.data = p.data.to(device)
+    for m in module.modules():
+        for name, b in m._buffers.items():
+            if b is not None:
+                m._buffers[name] = b.to(device)
+
+
+def stream_model(model: nn.Module, blocks_to_swap: int, device, slots: int = 2) -> LayerStreamer:
+    """Place a fusion model held in CPU memory on `device`, leaving the Linear weights of
+    `blocks_to_swap` evenly spread layers in (pinned) CPU memory, streamed by the returned
+    streamer (pass it to `denoise`)."""
+    layers = fusion_layers(model)
+    plan = SwapPlan.build(len(layers), blocks_to_swap, slots)
+    streamed = frozenset(id(p) for i in plan.streamed for p in _linear_weights(layers[i]))
+    move_except(model, device, streamed)
+    return LayerStreamer(layers, plan, device)
 
 
 def layer_bytes(modules: list[nn.Module]) -> int:

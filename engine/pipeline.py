@@ -7,6 +7,12 @@ the fusion model denoises; audio then video are decoded; frames become uint8 by 
 truncating conversion.
 
 Networks are loaded on first use and kept for the next shot; `close()` frees them.
+
+Memory (issue 6, performance-anchors §9): `blocks_to_swap` streams that many fusion layers from
+CPU memory (engine.offload; "auto" sizes it from free GPU memory and the shot), `fp8="scaled"`
+stores the layers' weights in block-scaled fp8 (engine.fp8), `offload` parks networks not in
+use in CPU memory (the VAEs while the DiT samples, the DiT's resident weights while decoding),
+and a `preset` ("80gb" … "8gb", engine.presets) sets all of these for a GPU size.
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ from engine.fingerprint import folder_fingerprint
 from engine.image import image_tensor
 from engine.layout import missing_files, required_files, source_of
 from engine.math import resolve_attention_backend
+from engine.offload import move_except, stream_model
+from engine.presets import GB, PRESETS, Preset, plan_memory
 from engine.sampling import Callback, SamplerSettings, denoise, peak_memory_bytes, reset_peak_memory
 from engine.text import PromptEmbeddings
 from engine.variants import get_variant, snap_t2v_size
@@ -58,6 +66,7 @@ class ShotResult:
     width: int
     timings: dict[str, float]
     peak_memory_bytes: int | None
+    memory: dict = field(default_factory=dict)  # how the shot was placed: blocks_to_swap, offload…
 
 
 def frames_uint8(video: torch.Tensor) -> torch.Tensor:
@@ -84,26 +93,45 @@ class _Timer:
 
 class OviPipeline:
     def __init__(self, ckpt_dir: str | Path, variant: str, *, device="cpu", dtype=torch.bfloat16,
-                 fp8: bool = False, cache_dir: str | Path | None = None, tiled_vae: bool | None = None,
-                 attention: str = "auto"):
+                 fp8: bool | str | None = None, cache_dir: str | Path | None = None,
+                 tiled_vae: bool | None = None, attention: str = "auto",
+                 blocks_to_swap: int | str | None = None, preset: str | None = None,
+                 offload: bool | None = None):
+        """fp8: False, True (the published fp8 file, 720x720_5s) or "scaled" (any variant,
+        converted at load and cached). blocks_to_swap: a number of fusion layers or "auto".
+        preset: a key of engine.presets.PRESETS; it fills fp8, tiled_vae, offload and
+        blocks_to_swap ("auto" within the preset's budget) where they are left None."""
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        if not (blocks_to_swap in (None, "auto") or isinstance(blocks_to_swap, int)):
+            raise ValueError(f"blocks_to_swap must be a number or 'auto', got {blocks_to_swap!r}")
+        self.preset: Preset | None = PRESETS[preset] if preset is not None else None
+        p = self.preset
         self.root = Path(ckpt_dir)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.fp8 = fp8
+        self.fp8 = fp8 if fp8 is not None else ("scaled" if p is not None and p.fp8 else False)
         self.attention = attention
-        self.tiled_vae = tiled_vae
+        self.tiled_vae = tiled_vae if tiled_vae is not None or p is None else (p.tiled_vae or None)
+        self.offload = offload if offload is not None else bool(p is not None and p.offload_dit_for_decode)
+        self.blocks_to_swap = blocks_to_swap if blocks_to_swap is not None else (
+            "auto" if p is not None else 0)
+        self.cache_dir = cache_dir
         self._check_files(variant)
         self.arch = load_arch(self.root)
         self.variant = self.arch.variant.apply(get_variant(variant))
         self.cache = EmbeddingCache(cache_dir)
         self.embeddings = PromptEmbeddings(self.root, self.arch.t5, self.cache, device=self.device)
         self._model = None
+        self._streamer = None
+        self._swapped = 0
+        self._budget: int | None = None
         self._video_vae: VideoVAE | None = None
         self._audio_decoder = None
         self._vocoder = None
 
     def _check_files(self, variant: str) -> None:
-        missing = missing_files(self.root, get_variant(variant), self.fp8)
+        missing = missing_files(self.root, get_variant(variant), self.fp8 is True)
         if missing:
             listing = "; ".join(f"{rel} (from {source_of(rel)})" for rel in missing)
             raise CheckpointError(self.root, f"{len(missing)} checkpoint file(s) missing: {listing}",
@@ -113,22 +141,69 @@ class OviPipeline:
 
     # --- networks, loaded on first use --------------------------------------------------------
 
-    def _fusion(self):
-        if self._model is None:
-            self._model, _ = load_fusion_model(self.root, self.variant.name, device=self.device,
-                                               dtype=self.dtype, fp8=self.fp8, attention=self.attention)
+    def _swap_for(self, video_tokens: int, audio_tokens: int, height: int, width: int) -> int:
+        """How many fusion layers this shot streams."""
+        if isinstance(self.blocks_to_swap, int):
+            return self.blocks_to_swap
+        if self._budget is None:  # fixed at the first load, while the DiT is not yet resident
+            if self.preset is not None:
+                self._budget = self.preset.gpu_gb * GB
+            elif self.device.type == "cuda":
+                self._budget = torch.cuda.mem_get_info(self.device)[0]
+            else:
+                self._budget = 0  # "auto" on the CPU: nothing to save
+        if self._budget == 0:
+            return 0
+        preset = self.preset or Preset("auto", 0, fp8=bool(self.fp8), tiled_vae=bool(self.tiled_vae),
+                                       offload_dit_for_decode=self.offload, note="free GPU memory")
+        return plan_memory(self.arch, preset, height=height, width=width, video_tokens=video_tokens,
+                           audio_tokens=audio_tokens, budget_bytes=self._budget).blocks_to_swap
+
+    def _fusion(self, blocks_to_swap: int):
+        """The fusion model with at least `blocks_to_swap` layers streamed, on the device."""
+        if self._model is not None and blocks_to_swap <= self._swapped:
+            self._place_dit(self.device)  # back from CPU memory if the last decode parked it
+            return self._model
+        self._release_fusion()
+        load = dict(device=self.device, dtype=self.dtype, fp8=self.fp8, attention=self.attention,
+                    cache_dir=self.cache_dir)
+        if blocks_to_swap:
+            self._model, _ = load_fusion_model(self.root, self.variant.name, read_device="cpu", **load)
+            self._streamer = stream_model(self._model, blocks_to_swap, self.device)
+        else:
+            self._model, _ = load_fusion_model(self.root, self.variant.name, **load)
+        self._swapped = blocks_to_swap
         return self._model
+
+    def _place_dit(self, device: torch.device) -> None:
+        """Move the DiT's resident weights (the streamed ones stay in CPU memory)."""
+        keep = self._streamer.streamed_ids if self._streamer is not None else frozenset()
+        move_except(self._model, device, keep)
+
+    def _release_fusion(self) -> None:
+        if self._model is not None:
+            release_fusion_model(self._model)
+        self._model = self._streamer = None
+        self._swapped = 0
+
+    def _park_decoders(self) -> None:
+        """The VAEs leave the GPU while the DiT samples."""
+        if self._video_vae is not None:
+            self._video_vae.to("cpu")
+        for module in (self._audio_decoder, self._vocoder):
+            if module is not None:
+                module.to("cpu")
 
     def _vae(self) -> VideoVAE:
         if self._video_vae is None:
             self._video_vae = VideoVAE.load(self.root, self.arch.video_vae, device=self.device)
-        return self._video_vae
+        return self._video_vae.to(self.device)
 
     def _audio(self):
         if self._audio_decoder is None:
             self._audio_decoder = load_audio_vae_decoder(self.root, self.arch.audio_vae, device=self.device)
             self._vocoder = load_vocoder(self.root, self.arch.vocoder, device=self.device)
-        return self._audio_decoder, self._vocoder
+        return self._audio_decoder.to(self.device), self._vocoder.to(self.device)
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -156,14 +231,23 @@ class OviPipeline:
             height, width = snap_t2v_size(request.height, request.width, self.variant.video_area)
         video_shape = (self.arch.video_dit.in_dim, self.variant.video_latent_length, height // 16, width // 16)
         audio_shape = (self.variant.audio_latent_length, self.arch.audio_dit.in_dim)
+        _, ph, pw = self.arch.video_dit.patch_size
+        video_tokens = video_shape[1] * (video_shape[2] // ph) * (video_shape[3] // pw)
+        swap = self._swap_for(video_tokens, audio_shape[0], height, width)
 
         with timer.section("load_model"):
-            model = self._fusion()
+            if self.offload:
+                self._park_decoders()
+            model = self._fusion(swap)
         with timer.section("denoise"):
             video_latents, audio_latents = denoise(
                 model, settings=request.sampler, text=text, video_negative=video_negative,
                 audio_negative=audio_negative, video_shape=video_shape, audio_shape=audio_shape,
-                first_frame_latent=first_frame_latent, device=self.device, callback=callback)
+                first_frame_latent=first_frame_latent, device=self.device, callback=callback,
+                streamer=self._streamer)
+        if self.offload:
+            with timer.section("offload"):
+                self._place_dit(torch.device("cpu"))
 
         with timer.section("audio_decode"):
             decoder, vocoder = self._audio()
@@ -176,28 +260,31 @@ class OviPipeline:
             video = vae.decode(latents, Tiling() if tiled else None)[0]
             frames = frames_uint8(video).cpu()
         peak = peak_memory_bytes(self.device)
+        memory = {"blocks_to_swap": self._swapped, "offload": self.offload, "tiled_vae": tiled}
         return ShotResult(frames=frames, audio=audio, video_latents=video_latents.cpu(),
                           audio_latents=audio_latents.cpu(), height=height, width=width,
-                          timings=timer.timings, peak_memory_bytes=peak)
+                          timings=timer.timings, peak_memory_bytes=peak, memory=memory)
 
     def describe(self) -> dict:
         model = self._model
         return {
             "engine_version": ENGINE_VERSION,
             "variant": self.variant.name,
-            "checkpoint": folder_fingerprint(self.root, required_files(self.variant, self.fp8)),
+            "checkpoint": folder_fingerprint(self.root, required_files(self.variant, self.fp8 is True)),
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "attention": (model.attention_backend if model is not None
                           else resolve_attention_backend(self.attention, self.device)),
             "fp8": self.fp8,
+            "preset": self.preset.name if self.preset is not None else None,
+            "blocks_to_swap": self.blocks_to_swap,
+            "offload": self.offload,
         }
 
     def close(self) -> None:
         """Free every network now; the pipeline reloads them if used again."""
-        if self._model is not None:
-            release_fusion_model(self._model)
-        self._model = self._video_vae = self._audio_decoder = self._vocoder = None
+        self._release_fusion()
+        self._video_vae = self._audio_decoder = self._vocoder = None
         self.embeddings.release()
         self.cache.close()
         if torch.cuda.is_available():

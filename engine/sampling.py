@@ -7,12 +7,13 @@ timestep list with their own scheduler, and every guidance step is the reference
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 
 from engine.model import FusionModel
+from engine.offload import LayerStreamer
 from engine.schedulers import SOLVERS, make_scheduler
 
 Callback = Callable[[int, int], None]  # (steps done, total); raising stops the denoising
@@ -60,18 +61,47 @@ def guide(positive: torch.Tensor, negative: torch.Tensor, scale: float) -> torch
     return negative + scale * (positive - negative)
 
 
+def cfg_branches(model: FusionModel, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, *,
+                 text: torch.Tensor, video_negative: torch.Tensor, audio_negative: torch.Tensor,
+                 first_frame_is_clean: bool, slg_layer: int,
+                 streamer: LayerStreamer | None = None):
+    """Both CFG branches of one step, layer-outer: -> ((pos_v, pos_a), (neg_v, neg_a)).
+
+    Equal, bit for bit, to `model(..., text, text)` then `model(..., negatives, slg_layer=...)`:
+    the branches share the embedded latents, time embeddings and rope (they differ only in the
+    text context) and each branch runs the same layers in the same order. Running them back to
+    back inside one layer loop means a streamed layer is loaded once per step for both
+    (performance-anchors §9.3). The negative branch skips `slg_layer` when it is > 0.
+    """
+    V, A, video_pos, audio_pos = model.prepare(video, audio, t, text, text, first_frame_is_clean)
+    video_neg = replace(video_pos, context=model.video_model.embed_text(video_negative))
+    audio_neg = replace(audio_pos, context=model.audio_model.embed_text(audio_negative))
+    nV, nA = V, A
+    for i in range(model.num_layers):
+        if streamer is not None:
+            streamer.before(i)
+        V, A = model.layer(i, V, A, video_pos, audio_pos)
+        if not (slg_layer > 0 and i == slg_layer):
+            nV, nA = model.layer(i, nV, nA, video_neg, audio_neg)
+        if streamer is not None:
+            streamer.after(i)
+    return model.finish(V, A, video_pos, audio_pos), model.finish(nV, nA, video_neg, audio_neg)
+
+
 @torch.inference_mode()
 def denoise(model: FusionModel, *, settings: SamplerSettings, text: torch.Tensor,
             video_negative: torch.Tensor, audio_negative: torch.Tensor,
             video_shape: tuple[int, int, int, int], audio_shape: tuple[int, int],
             first_frame_latent: torch.Tensor | None = None, device=None,
-            callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            callback: Callback | None = None,
+            streamer: LayerStreamer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one shot; returns the final (video [C, F, h, w], audio [L, C]) latents in bf16.
 
     text: positive prompt embedding [n, text_dim] (shared by both towers); video_negative /
     audio_negative: the towers' negative prompt embeddings. first_frame_latent [C, 1, h, w]
     makes it i2v: that clean latent replaces frame 0 before every model call and at the end, and
-    its tokens get timestep 0 in the video tower.
+    its tokens get timestep 0 in the video tower. streamer: the block-swapping streamer of
+    `model`, if some of its layers live in CPU memory.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     text, video_negative, audio_negative = (c.to(device, torch.bfloat16)
@@ -87,9 +117,10 @@ def denoise(model: FusionModel, *, settings: SamplerSettings, text: torch.Tensor
         if i2v:
             video[:, :1] = first_frame_latent
         t_in = torch.full((1,), t, device=device)
-        pos_v, pos_a = model(video, audio, t_in, text, text, first_frame_is_clean=i2v)
-        neg_v, neg_a = model(video, audio, t_in, video_negative, audio_negative,
-                             first_frame_is_clean=i2v, slg_layer=settings.slg_layer)
+        (pos_v, pos_a), (neg_v, neg_a) = cfg_branches(
+            model, video, audio, t_in, text=text, video_negative=video_negative,
+            audio_negative=audio_negative, first_frame_is_clean=i2v,
+            slg_layer=settings.slg_layer, streamer=streamer)
         video = video_scheduler.step(guide(pos_v, neg_v, settings.video_guidance)[None], video[None])[0]
         audio = audio_scheduler.step(guide(pos_a, neg_a, settings.audio_guidance)[None], audio[None])[0]
         if callback is not None:

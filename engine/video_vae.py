@@ -162,6 +162,14 @@ class VideoVAE:
         model.load_state_dict(state, strict=True, assign=True)
         return cls(model.to(device).eval().requires_grad_(False), params, device)
 
+    def to(self, device) -> "VideoVAE":
+        """Move the VAE (weights and normalisation) in place; the pipeline parks it in CPU
+        memory while the DiT samples."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.mean, self.inv_std = self.mean.to(self.device), self.inv_std.to(self.device)
+        return self
+
     @torch.inference_mode()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Pixels [B, 3, 1+4k, H, W] in [-1, 1] -> latents [B, 48, 1+k, H/16, W/16], normalised."""

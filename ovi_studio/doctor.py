@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import platform
 import shutil
 import sys
@@ -15,10 +14,9 @@ from pathlib import Path
 
 from engine import layout
 from engine.variants import VARIANTS
+from ovi_studio.checkpoints import CKPT_ENV, DEFAULT_CKPT_DIR, find_ckpt_dir
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-CKPT_ENV = "OVI_CKPT_DIR"
-DEFAULT_CKPT_DIR = Path("ckpts")
 
 
 @dataclass
@@ -29,15 +27,10 @@ class Finding:
     fix: str | None = None
 
 
-def default_ckpt_dir(explicit: Path | None = None) -> Path:
-    if explicit is not None:
-        return Path(explicit)
-    return Path(os.environ[CKPT_ENV]) if os.environ.get(CKPT_ENV) else DEFAULT_CKPT_DIR
-
-
 def run_doctor(ckpt_dir: Path | None = None) -> list[Finding]:
+    """Without --ckpt-dir, $OVI_CKPT_DIR or ./ckpts: then ./ckpts is reported missing."""
     return [check_python(), *check_torch(), check_flash_attn(), check_ffmpeg(),
-            *check_checkpoints(default_ckpt_dir(ckpt_dir))]
+            *check_checkpoints(find_ckpt_dir(ckpt_dir) or DEFAULT_CKPT_DIR)]
 
 
 def check_python() -> Finding:
@@ -58,10 +51,13 @@ def check_torch() -> list[Finding]:
         findings.append(Finding("cuda", WARN, "no CUDA device visible; rendering needs an NVIDIA GPU",
                                 "install a CUDA build of torch and check `nvidia-smi`"))
         return findings
+    from engine.presets import suggest_preset
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
+        preset = suggest_preset(props.total_memory)
         findings.append(Finding(f"gpu {index}", OK, f"{props.name}, {props.total_memory / 2**30:.1f} GiB, "
-                                f"CUDA {torch.version.cuda}"))
+                                f"CUDA {torch.version.cuda}; suggested memory preset: {preset.name} "
+                                f"({preset.note})"))
     return findings
 
 

@@ -4,6 +4,10 @@ key over everything that changes the output, and whether the output folder alrea
 Staleness works like `dvc status`: the render writes `<out>/shots/<id>/take<k>/meta.json` with
 the `cache_key` and the `key_inputs` it was hashed from; a take whose key differs is stale, and
 comparing the stored inputs field by field says why ("prompt changed", "upstream shot a changed").
+The engine that renders is one of those inputs: an animatic is never mistaken for a model take.
+
+A shot whose first frame cannot be read is planned as "blocked" (with the reason and the fix),
+and so is every shot extending it; the rest of the plan is unaffected.
 """
 from __future__ import annotations
 
@@ -15,16 +19,19 @@ from pathlib import Path
 
 from engine import layout
 from engine.fingerprint import folder_fingerprint
-from engine.variants import best_i2v_size, snap_t2v_size
+from engine.variants import Variant, best_i2v_size, snap_t2v_size
 from ovi_studio import cost
+from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_engine,
+                                    storyboard_ckpt_dir)
 from ovi_studio.errors import UserError, at
+from ovi_studio.media.images import ImageLoadError, load_first_frame
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
 # Bump when the engine or post-processing changes what a given key renders to.
 ENGINE_VERSION = "1"
 META_FILE = "meta.json"
 NO_CHECKPOINT = "no-checkpoint"
-CKPT_ENV = "OVI_CKPT_DIR"
+FIRST_FRAME_FIX = "point `first_frame` at a readable image (PNG, JPEG, …) or video"
 
 SAMPLER_FIELDS = ("steps", "solver", "shift", "video_guidance", "audio_guidance", "slg_layer")
 _REASONS = {
@@ -50,12 +57,12 @@ class PlannedTake:
     seed: int
     mode: str  # "t2v" | "i2v" | "extend"
     parent: str | None  # an extension continues from the parent's take 0
-    height: int
-    width: int
+    height: int | None  # None when blocked: the size depends on an unreadable first frame
+    width: int | None
     frames: int
-    cache_key: str
+    cache_key: str  # "" when blocked
     key_inputs: dict
-    status: str  # "fresh" | "stale"
+    status: str  # "fresh" | "stale" | "blocked"
     reasons: list[str]
     estimate_seconds: float
     out_dir: Path = field(repr=False, default=Path("."))
@@ -80,13 +87,20 @@ class Plan:
     steps: list[PlannedTake]
     out_dir: Path
     total_seconds_estimate: float  # takes that need rendering
+    engine: EngineChoice
+    variant: Variant  # the storyboard's, with the checkpoint's arch.json overrides
+    ckpt_dir: Path | None = None
     checkpoint: str = NO_CHECKPOINT
+
+    @property
+    def blocked(self) -> list[PlannedTake]:
+        return [step for step in self.steps if step.status == "blocked"]
 
     def to_json(self) -> dict:
         return {
             "storyboard": str(self.storyboard.path), "model": self.storyboard.variant.name,
             "out_dir": str(self.out_dir), "checkpoint": self.checkpoint,
-            "engine_version": ENGINE_VERSION,
+            "engine": self.engine.name, "engine_version": ENGINE_VERSION,
             "total_seconds_estimate": round(self.total_seconds_estimate, 1),
             "takes": [step.to_json() for step in self.steps],
         }
@@ -95,18 +109,6 @@ class Plan:
 def default_out_dir(loaded: LoadedStoryboard) -> Path:
     output = loaded.model.output.dir if loaded.model else None
     return Path(os.path.normpath(loaded.folder / (output or f"out/{loaded.path.stem}")))
-
-
-def resolve_ckpt_dir(loaded: LoadedStoryboard, explicit: Path | None = None) -> Path | None:
-    """--ckpt-dir, else the storyboard's `ckpt_dir` (relative to it), else $OVI_CKPT_DIR,
-    else ./ckpts when it exists."""
-    if explicit is not None:
-        return Path(explicit)
-    if loaded.model is not None and loaded.model.ckpt_dir:
-        return loaded.folder / loaded.model.ckpt_dir
-    if os.environ.get(CKPT_ENV):
-        return Path(os.environ[CKPT_ENV])
-    return Path("ckpts") if Path("ckpts").is_dir() else None
 
 
 def execution_order(loaded: LoadedStoryboard) -> list[ResolvedShot]:
@@ -134,14 +136,17 @@ def execution_order(loaded: LoadedStoryboard) -> list[ResolvedShot]:
 
 
 def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
-               ckpt_dir: Path | None = None) -> Plan:
+               ckpt_dir: Path | None = None, engine: str | None = None) -> Plan:
+    """`ckpt_dir` and `engine` are the command-line values (None: the storyboard's, then the
+    defaults), resolved exactly as `render` resolves them."""
     if loaded.model is None:
         raise UserError("the storyboard has errors; nothing to plan", location=at(loaded.path),
                         hint="run `ovi-studio check` to see them")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
-    ckpt = resolve_ckpt_dir(loaded, ckpt_dir)
+    ckpt = storyboard_ckpt_dir(loaded, ckpt_dir)
+    choice = choose_engine(engine, loaded, ckpt)
+    variant = checkpoint_variant(loaded.variant, ckpt)
     identities: dict[bool, str] = {}
-    variant = loaded.variant
 
     def checkpoint_identity(fp8: bool) -> str:
         if ckpt is None or not ckpt.is_dir():
@@ -154,13 +159,18 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
     first_take: dict[str, PlannedTake] = {}
     for shot in execution_order(loaded):
         parent = first_take.get(shot.extends) if shot.extends else None
-        mode, (height, width) = _geometry(loaded, shot, parent)
-        image_hash = _file_hash(shot.first_frame) if mode == "i2v" else None
-        per_take = cost.take_seconds(height, width, variant, shot.settings.steps)
+        s = shot.settings
+        try:
+            mode, (height, width), image_hash = _geometry(variant, shot, parent)
+        except ImageLoadError as exc:
+            mode, (height, width), image_hash = "i2v", (None, None), None
+            blocked = f"{exc}; {FIRST_FRAME_FIX} ({shot.origin.file}:{shot.line})"
+        else:  # an extension of a blocked shot has no size either
+            blocked = f"extends {shot.extends}, which is blocked" if height is None else None
+        per_take = 0.0 if blocked else cost.take_seconds(height, width, variant, s.steps)
         for take in range(shot.takes):
-            s = shot.settings
             inputs = {
-                "engine_version": ENGINE_VERSION, "model": variant.name,
+                "engine_version": ENGINE_VERSION, "engine": choice.name, "model": variant.name,
                 "checkpoint": checkpoint_identity(s.fp8), "prompt": shot.prompt,
                 "video_negative": s.video_negative, "audio_negative": s.audio_negative,
                 **{name: getattr(s, name) for name in SAMPLER_FIELDS},
@@ -169,14 +179,15 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                 "parent": parent.cache_key if parent else None, "parent_shot": shot.extends,
                 "seed_frame": s.seed_frame, "color_match": s.color_match, "fit": s.fit,
             }
-            key = cache_key(inputs)
             planned = PlannedTake(shot, take, s.seed + take, mode, shot.extends, height, width,
-                                  variant.frames, key, inputs, "stale", [], per_take, out_dir)
-            planned.status, planned.reasons = _staleness(planned)
+                                  variant.frames, "" if blocked else cache_key(inputs), inputs,
+                                  "blocked", [blocked] if blocked else [], per_take, out_dir)
+            if not blocked:
+                planned.status, planned.reasons = _staleness(planned)
             steps.append(planned)
             first_take.setdefault(shot.id, planned)
     total = sum(step.estimate_seconds for step in steps if step.status == "stale")
-    return Plan(loaded, steps, out_dir, total, checkpoint_identity(False))
+    return Plan(loaded, steps, out_dir, total, choice, variant, ckpt, checkpoint_identity(False))
 
 
 def cache_key(key_inputs: dict) -> str:
@@ -184,25 +195,15 @@ def cache_key(key_inputs: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _geometry(loaded: LoadedStoryboard, shot: ResolvedShot, parent: PlannedTake | None):
-    variant = loaded.variant
+def _geometry(variant: Variant, shot: ResolvedShot, parent: PlannedTake | None):
+    """(mode, (height, width), hash of the first-frame file). Raises ImageLoadError for a first
+    frame that cannot be read — the same reading (a video's last frame) the render does."""
     if parent is not None:
-        return "extend", (parent.height, parent.width)
+        return "extend", (parent.height, parent.width), None
     if shot.first_frame is not None:
-        return "i2v", best_i2v_size(*_image_size(shot), variant.video_area)
-    return "t2v", snap_t2v_size(*shot.settings.requested_size(variant), variant.video_area)
-
-
-def _image_size(shot: ResolvedShot) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(shot.first_frame) as image:
-            width, height = image.size
-    except FileNotFoundError:
-        raise _graph_error(shot, f"first frame `{shot.first_frame}` does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise _graph_error(shot, f"first frame `{shot.first_frame}` is not a readable image: {exc}") from None
-    return height, width
+        width, height = load_first_frame(shot.first_frame).size
+        return "i2v", best_i2v_size(height, width, variant.video_area), _file_hash(shot.first_frame)
+    return "t2v", snap_t2v_size(*shot.settings.requested_size(variant), variant.video_area), None
 
 
 def _file_hash(path: Path) -> str:
@@ -235,6 +236,9 @@ def explain_changes(old: dict, new: dict) -> list[str]:
             continue
         if name == "parent":
             reason = f"upstream shot {new.get('parent_shot') or old.get('parent_shot')} changed"
+        elif name == "engine":
+            reason = (f"rendered by {old.get('engine') or 'an older ovi-studio'}; "
+                      f"this render uses {new.get('engine')}")
         elif name in SAMPLER_FIELDS:
             reason = f"sampler settings changed ({name})"
         else:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
-                      model_validator)
+                      field_validator, model_validator)
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from engine.variants import DEFAULT_VARIANT, Variant, format_prompt, get_variant
@@ -34,8 +34,22 @@ SB_UNKNOWN_TEMPLATE = "SB111"
 SB_TEMPLATE_PARAMETER = "SB112"
 
 
+NOT_A_CHARACTER = (", which is not a character; write the character itself or its "
+                   "\\U00XXXXXX escape")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _whole_characters(cls, value):
+        """YAML escapes like "\\ud800" make lone surrogates: not text T5, JSON or a terminal
+        can take, so they are refused where they are written."""
+        found = _lone_surrogate(value)
+        if found is not None:
+            raise ValueError(f"contains the lone surrogate \\u{ord(found):04x}{NOT_A_CHARACTER}")
+        return value
 
 
 class Settings(_Strict):
@@ -123,6 +137,9 @@ class Storyboard(_Strict):
     title: str | None = None
     model: ModelName = DEFAULT_VARIANT
     ckpt_dir: str | None = None
+    engine: Literal["auto", "ovi", "preview"] = Field(
+        "auto", description="auto: the model when its checkpoints are found, else the preview; "
+                            "ovi: the model or an error; `render --engine` overrides it")
     defaults: Settings = Field(default_factory=Settings)
     output: Output = Field(default_factory=Output)
     characters: dict[CharacterName, Character] = Field(
@@ -264,6 +281,7 @@ class _Loader:
     def report(self, code: str, message: str, position: Position, shot: str | None = None,
                severity: Severity = Severity.ERROR) -> None:
         line, col = position
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # printable
         self.diagnostics.append(Diagnostic(self.file, line, col, line, col, code, severity, message, shot))
 
     def run(self) -> LoadedStoryboard:
@@ -430,6 +448,8 @@ class _Loader:
             return f"`{where}`: shot ids use only letters, digits, `-` and `_`"
         if error["type"] == "missing":
             return f"`{where}` is required"
+        if error["type"] == "string_unicode":  # pydantic met a lone surrogate before we could
+            return f"`{where}`: contains a lone surrogate{NOT_A_CHARACTER}"
         message = error["msg"].removeprefix("Value error, ")
         return f"`{where}`: {message}"
 
@@ -500,6 +520,17 @@ class _Loader:
                 speaker_at = item_at
             lines.append((speaker, line, speaker_at))
         return lines
+
+
+def _lone_surrogate(value) -> str | None:
+    """The first lone surrogate in a value (strings, lists and dict keys and values)."""
+    if isinstance(value, str):
+        return next((ch for ch in value if "\ud800" <= ch <= "\udfff"), None)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple)):
+        return next((found for item in value if (found := _lone_surrogate(item)) is not None), None)
+    return None
 
 
 def _shot_id(data) -> str | None:

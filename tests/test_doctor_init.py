@@ -86,3 +86,19 @@ def test_doctor_command(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     missing = runner.invoke(app, ["doctor", "--ckpt-dir", str(tmp_path / "none")], env={"COLUMNS": "200"})
     assert missing.exit_code == 1 and "huggingface-cli download" in missing.output
+
+
+def test_doctor_suggests_a_memory_preset_per_gpu(monkeypatch):
+    import types
+
+    import torch
+
+    from ovi_studio.doctor import check_torch
+    cards = [("NVIDIA H100 80GB HBM3", 79.2), ("NVIDIA GeForce RTX 4070", 11.7),
+             ("NVIDIA GeForce RTX 3060", 12.0)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(cards))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(
+        name=cards[i][0], total_memory=int(cards[i][1] * 2**30)))
+    messages = [f.detail for f in check_torch() if f.name.startswith("gpu")]
+    assert [m.split("suggested memory preset: ")[1].split()[0] for m in messages] == ["80gb", "8gb", "12gb"]

@@ -186,9 +186,17 @@ def test_slg_off_fails_parity(model, golden, monkeypatch):
 def test_slg_on_the_positive_pass_fails_parity(model, golden, monkeypatch):
     _, meta = golden
     layer = json.loads(meta["sampling"])["slg_layer"]
-    forward = FusionModel.forward
-    monkeypatch.setattr(FusionModel, "forward", lambda self, *a, slg_layer=0, **k: forward(
-        self, *a, slg_layer=0 if slg_layer > 0 else layer, **k))
+    assert layer > 0
+
+    def slg_on_positive(model, video, audio, t, *, text, video_negative, audio_negative,
+                        first_frame_is_clean, slg_layer, streamer=None):
+        pos = model(video, audio, t, text, text, first_frame_is_clean=first_frame_is_clean,
+                    slg_layer=slg_layer)
+        neg = model(video, audio, t, video_negative, audio_negative,
+                    first_frame_is_clean=first_frame_is_clean)
+        return pos, neg
+
+    monkeypatch.setattr(engine.sampling, "cfg_branches", slg_on_positive)
     errors = sampling_errors(model, golden, ["unipc"])
     assert max(errors.values()) > 2 * SAMPLING_TOL, errors
 

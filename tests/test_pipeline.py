@@ -97,3 +97,42 @@ def test_describe(pipeline):
     assert info["variant"] == "720x720_5s" and info["device"] == "cpu" and info["dtype"] == "bfloat16"
     assert info["checkpoint"].startswith("sha256:") and info["fp8"] is False
     assert info["attention"] == "sdpa"
+    assert info["preset"] is None and info["blocks_to_swap"] == 0 and info["offload"] is False
+
+
+def test_swapping_and_offload_give_the_same_shot_and_load_once(pipeline, short_ckpt, tmp_path,
+                                                               monkeypatch):
+    """Streamed layers + parked networks: same bits as all-resident, over several shots with
+    the model loaded once (i2v between two t2v shots moves the VAE back and forth)."""
+    import engine.pipeline as pipeline_module
+    loads = []
+    real_load = pipeline_module.load_fusion_model
+    monkeypatch.setattr(pipeline_module, "load_fusion_model",
+                        lambda *a, **kw: loads.append(kw) or real_load(*a, **kw))
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    shots = [request(), request(first_frame=image, height=0, width=0), request(prompt="again")]
+    swapped = OviPipeline(short_ckpt, "720x720_5s", cache_dir=pipeline.cache.directory.parent,
+                          blocks_to_swap=4, offload=True)
+    try:
+        for shot in shots:
+            ours, reference = swapped.generate(shot), pipeline.generate(shot)
+            assert torch.equal(ours.frames, reference.frames) and torch.equal(ours.audio, reference.audio)
+            assert torch.equal(ours.video_latents, reference.video_latents)
+            assert ours.memory == {"blocks_to_swap": 4, "offload": True, "tiled_vae": False}
+        assert [kw["read_device"] for kw in loads] == ["cpu"]
+        assert swapped.describe()["blocks_to_swap"] == 4
+    finally:
+        swapped.close()
+    assert swapped._model is None and swapped._streamer is None
+
+
+def test_presets_fill_the_memory_settings(short_ckpt, tmp_path):
+    small = OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, preset="8gb")
+    assert (small.fp8, small.tiled_vae, small.offload, small.blocks_to_swap) == ("scaled", True, True, "auto")
+    assert small.describe()["preset"] == "8gb"
+    explicit = OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, preset="12gb", blocks_to_swap=3)
+    assert (explicit.fp8, explicit.blocks_to_swap) == (False, 3)
+    with pytest.raises(ValueError, match="unknown preset"):
+        OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, preset="6gb")
+    with pytest.raises(ValueError, match="blocks_to_swap"):
+        OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, blocks_to_swap="many")

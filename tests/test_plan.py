@@ -4,15 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from engine import layout
-from engine.variants import VARIANTS, snap_t2v_size
+from engine.variants import VARIANTS, best_i2v_size, snap_t2v_size
 from ovi_studio import cost
 from ovi_studio.cli import app
 from ovi_studio.errors import UserError
+from ovi_studio.media import video
 from ovi_studio.plan import build_plan, cache_key, explain_changes
 from ovi_studio.storyboard import load_storyboard
 
@@ -141,7 +143,6 @@ def test_unreadable_meta_and_explain_changes(tmp_path):
     ("  - {id: a, prompt: x, extends: zz}\n", "which is not a"),
     ("  - {id: a, prompt: x, extends: b}\n  - {id: b, prompt: y, extends: a}\n", "cycle"),
     ("  - {id: a, prompt: x}\n  - {id: a, prompt: y}\n", "used twice"),
-    ("  - {id: a, prompt: x, first_frame: nope.png}\n", "does not exist"),
 ])
 def test_graph_problems_are_user_errors(tmp_path, shots, words):
     path = tmp_path / "s.yaml"
@@ -183,3 +184,65 @@ def test_plan_cli_text_and_json(tmp_path):
     path.write_text("version: 1\nshots:\n  - {id: a, prompt: x, sed: 1}\n")
     bad = runner.invoke(app, ["plan", str(path)])
     assert bad.exit_code == 2 and "did you mean `seed`" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("frame, words", [
+    (None, "frame.png does not exist"),
+    (b"\x89PNG\r\n\x1a\n truncated", "frame.png is not a readable image"),
+])
+def test_an_unreadable_first_frame_blocks_its_shot_and_descendants_only(tmp_path, frame, words):
+    path = make(tmp_path)
+    (tmp_path / "frame.png").unlink()
+    if frame is not None:
+        (tmp_path / "frame.png").write_bytes(frame)
+    plan = plan_of(path)
+    status = {(s.shot.id, s.take): s.status for s in plan.steps}
+    assert status == {("head", 0): "blocked", ("head", 1): "blocked", ("tail", 0): "blocked",
+                      ("solo", 0): "stale"}
+    head, tail = plan.steps[0], plan.steps[2]
+    assert words in head.reasons[0] and "point `first_frame` at a readable image" in head.reasons[0]
+    assert tail.reasons == ["extends head, which is blocked"] and tail.height is None
+    assert plan.total_seconds_estimate == pytest.approx(plan.steps[3].estimate_seconds)
+    text = runner.invoke(app, ["plan", str(path)], env={"COLUMNS": "300"})
+    assert text.exit_code == 1 and "blocked" in text.output and "frame.png" in text.output
+    data = runner.invoke(app, ["plan", "--json", str(path)])
+    assert data.exit_code == 1 and json.loads(data.output)["takes"][0]["status"] == "blocked"
+
+
+def test_a_video_first_frame_is_planned_from_its_last_frame(tmp_path):
+    frames = np.zeros((3, 48, 80, 3), np.uint8)
+    frames[-1] = 200  # only the last frame is read
+    video.write_lossless(tmp_path / "prev.mkv", frames)
+    path = tmp_path / "s.yaml"
+    path.write_text("version: 1\nmodel: 720x720_5s\nshots:\n  - {id: a, prompt: x, first_frame: prev.mkv}\n")
+    step = plan_of(path).steps[0]
+    assert (step.mode, step.status) == ("i2v", "stale")
+    assert (step.height, step.width) == best_i2v_size(48, 80, VARIANTS["720x720_5s"].video_area)
+    assert step.key_inputs["first_frame"].startswith("sha256:")
+    (tmp_path / "prev.mkv").write_bytes(b"not a video")
+    assert plan_of(path).steps[0].status == "blocked"
+
+
+def test_a_take_rendered_by_another_engine_is_stale(tmp_path, tiny_ckpt):
+    path = make(tmp_path)
+    preview = plan_of(path, ckpt_dir=tiny_ckpt, engine="preview")
+    render(preview)
+    assert {s.status for s in plan_of(path, ckpt_dir=tiny_ckpt, engine="preview").steps} == {"fresh"}
+    model = plan_of(path, ckpt_dir=tiny_ckpt)  # auto: the checkpoints are complete
+    assert model.engine.name == "ovi"
+    assert model.steps[0].reasons == ["rendered by preview; this render uses ovi"]
+    with pytest.raises(UserError, match="checkpoints are incomplete"):
+        plan_of(path, ckpt_dir=tmp_path / "nowhere", engine="ovi")
+    assert plan_of(path, ckpt_dir=tmp_path / "nowhere").engine.fell_back
+
+
+def test_the_checkpoint_arch_json_sizes_the_plan(tmp_path, tiny_ckpt):
+    """The tiny checkpoint renders 128x128 (arch.json `variant.video_area`): so does the plan.
+    test_render_session checks the rendered size equals the planned one."""
+    from engine.arch import load_arch
+    tiny = load_arch(tiny_ckpt).variant.apply(VARIANTS["720x720_5s"])
+    plan = plan_of(make(tmp_path), ckpt_dir=tiny_ckpt)
+    solo = plan.steps[-1]
+    assert plan.variant.video_area == tiny.video_area == 128 * 128
+    assert (solo.height, solo.width) == snap_t2v_size(704, 1280, tiny.video_area)
+    assert solo.frames == tiny.frames and solo.height * solo.width <= tiny.video_area

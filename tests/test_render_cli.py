@@ -94,6 +94,28 @@ def test_asking_for_ovi_never_falls_back(tmp_path):
     assert not (tmp_path / "out" / "shots").exists()
 
 
+def test_a_storyboard_can_demand_the_model_and_the_flag_overrides_it(tmp_path, monkeypatch):
+    """`engine: ovi` never falls back; `--engine preview` beats the key. The preview render
+    also starts a shot from a video's last frame (planned and rendered the same way)."""
+    import numpy as np
+    from ovi_studio.media import video
+    monkeypatch.delenv("OVI_CKPT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    frames = np.zeros((2, 64, 64, 3), np.uint8)
+    frames[-1] = (250, 10, 10)
+    video.write_lossless(tmp_path / "prev.mkv", frames)
+    story = _story(tmp_path, "version: 1\nmodel: 720x720_5s\nengine: ovi\nshots:\n"
+                             "  - id: one\n    scene: A cat.\n    first_frame: prev.mkv\n")
+    demanded = invoke(story, "-o", tmp_path / "out")
+    assert demanded.exit_code == 2 and "checkpoints are incomplete" in demanded.output
+    assert "PREVIEW" not in demanded.output
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview", "-q")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "shots" / "one" / "take0" / "meta.json").read_text())
+    assert meta["mode"] == "i2v" and meta["first_frame"]["source"].endswith("prev.mkv")
+    assert meta["key_inputs"]["engine"] == "preview"
+
+
 def test_auto_falls_back_to_preview_with_a_banner(tmp_path, monkeypatch):
     monkeypatch.delenv("OVI_CKPT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -141,6 +141,8 @@ def test_the_model_renders_a_chain_through_the_same_session(tmp_path, tiny_ckpt)
     meta = json.loads((take / "meta.json").read_text())
     assert meta["engine"]["name"] == "ovi" and meta["engine"]["checkpoint"].startswith("sha256:")
     assert meta["settings"]["steps"] == 2 and meta["timings"]["denoise"] > 0
+    # the plan applies the checkpoint's arch.json (video_area 128*128): planned == rendered
+    assert meta["size"] == meta["planned"] == {"height": 128, "width": 128, "frames": 121}
     assert meta["parent"]["shot"] == "a" and meta["parent"]["mode"] == "sharpest"
     assert meta["color_match"]["reference_shot"] == "a"
     from safetensors.torch import load_file

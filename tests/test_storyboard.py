@@ -243,3 +243,23 @@ shots:
     diags = load_storyboard(path).diagnostics
     assert [(d.code, d.line, d.column) for d in diags] == [("SB102", 3, 3), ("SB102", 4, 22)]
     assert "letters, digits" in diags[0].message and "did you mean `voice`" in diags[1].message
+
+
+def test_the_engine_key(tmp_path):
+    base = "version: 1\nshots:\n  - {id: a, prompt: x}\n"
+    assert load_storyboard(write(tmp_path, base)).model.engine == "auto"
+    assert load_storyboard(write(tmp_path, "engine: ovi\n" + base)).model.engine == "ovi"
+    bad = load_storyboard(write(tmp_path, "engine: gpu\n" + base))
+    assert [(d.code, d.line) for d in bad.diagnostics] == [("SB102", 1)]
+    assert storyboard_schema()["properties"]["engine"]["enum"] == ["auto", "ovi", "preview"]
+
+
+def test_lone_surrogates_are_sb102_where_they_are_written(tmp_path):
+    path = write(tmp_path, 'version: 1\nshots:\n  - id: a\n    prompt: "A cat \\ud800 meows."\n'
+                           '  - {id: b, prompt: fine}\n  - {id: c, dialogue: ["hi \\udfff"]}\n')
+    loaded = load_storyboard(path)
+    found = [(d.code, d.line, d.column, d.shot) for d in loaded.diagnostics]
+    assert found == [("SB102", 4, 5, "a"), ("SB102", 6, 13, "c")]  # at the key
+    assert all("lone surrogate" in d.message and "\\ud" in d.message for d in loaded.diagnostics[:1])
+    assert [s.id for s in loaded.shots] == ["b"]
+    str(loaded.diagnostics[1]).encode("utf-8")  # printable: no surrogate reaches the terminal

@@ -20,7 +20,7 @@ def render(
     storyboard: Path = typer.Argument(..., help="storyboard .yaml (or an Ovi prompt .csv)"),
     shots: Optional[List[str]] = typer.Argument(None, help="with --force: the shots to render again"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: the storyboard's output.dir, else out/<name>)"),
-    engine: str = typer.Option("auto", "--engine", help="ovi | preview | auto (ovi when the checkpoints are found)"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="ovi | preview | auto (ovi when the checkpoints are found); default: the storyboard's `engine:`, else auto"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="model dtype, e.g. bfloat16 | float32"),
     ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder (also OVI_CKPT_DIR, `ckpt_dir:`)"),
@@ -50,7 +50,7 @@ def render(
     plan = session.prepare()
     if dry_run:
         print_plan(session, plan)
-        raise typer.Exit(0)
+        raise typer.Exit(1 if plan.blocked else 0)
     with progress:
         outcome = session.run()
     summarize(outcome, session.out_dir, quiet)
@@ -59,17 +59,18 @@ def render(
 
 def print_plan(session, plan) -> None:
     selected = session.selected_shots()
-    steps = plan.steps if plan else []
+    steps = plan.steps
     will = {id(s) for s in session.takes_to_render()}
     typer.echo(f"plan for {session.loaded.path} -> {session.out_dir} (engine: {session.engine_name})")
     for step in steps:
+        if step.status == "blocked":
+            typer.echo(f"  {step.shot.id}/take{step.take}: cannot render: {step.reasons[0]}")
+            continue
         action = "render" if id(step) in will else ("skip (not selected)" if step.shot.id not in selected else "up to date")
         why = f" — {', '.join(step.reasons)}" if step.reasons and id(step) in will else ""
         parent = f" from {step.parent}" if step.parent else ""
         typer.echo(f"  {step.shot.id}/take{step.take}: {step.mode}{parent} {step.width}x{step.height} "
                    f"{step.frames}f seed {step.seed} ~{step.estimate_seconds:.0f}s: {action}{why}")
-    for shot_id, reason in session.broken.items():
-        typer.echo(f"  {shot_id}: cannot render: {reason}")
     total = sum(s.estimate_seconds for s in steps if id(s) in will)
     typer.echo(f"{len(will)} take(s) to render, estimated {total:.0f}s of GPU time")
 

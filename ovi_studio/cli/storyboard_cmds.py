@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ovi_studio.cli.app import app, err, guarded
@@ -46,8 +47,11 @@ def plan_command(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: output.dir)"),
     ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder (for the cache key)"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="auto | ovi | preview, as for render "
+                                         "(default: the storyboard's `engine:`, else auto)"),
 ) -> None:
-    """Show what a render will do: shots in order, sizes, seeds, cache state and GPU time."""
+    """Show what a render will do: shots in order, sizes, seeds, cache state and GPU time.
+    Exits 1 when a shot cannot render (e.g. an unreadable first frame)."""
     from ovi_studio.plan import build_plan
     from ovi_studio.storyboard import load_storyboard
     loaded = load_storyboard(storyboard)
@@ -57,28 +61,31 @@ def plan_command(
             err.print(str(diagnostic), markup=False)
         raise UserError(f"{len(errors)} error(s) in the storyboard; fix them first",
                         hint=f"ovi-studio check {storyboard}")
-    plan = build_plan(loaded, out_dir=out_dir, ckpt_dir=ckpt_dir)
+    plan = build_plan(loaded, out_dir=out_dir, ckpt_dir=ckpt_dir, engine=engine)
     if as_json:
         typer.echo(json.dumps(plan.to_json(), indent=2, sort_keys=False))
-        return
-    variant = loaded.variant
-    table = Table(title=f"{loaded.model.title or storyboard.name}: {variant.name}, "
-                        f"{variant.frames} frames per take")
+        raise typer.Exit(1 if plan.blocked else 0)
+    table = Table(title=f"{loaded.model.title or storyboard.name}: {plan.variant.name}, "
+                        f"{plan.variant.frames} frames per take, engine {plan.engine.name}")
     for column in ("shot", "take", "mode", "size", "seed", "status", "est."):
         table.add_column(column, justify="right" if column in ("take", "seed", "est.") else "left",
                          no_wrap=column != "status", min_width=12 if column == "status" else None)
     for step in plan.steps:
         mode = f"extends {step.parent}" if step.mode == "extend" else step.mode
-        status = "[green]fresh[/]" if step.status == "fresh" else \
-            "[yellow]stale[/]: " + ", ".join(step.reasons)
-        table.add_row(step.shot.id, str(step.take), mode, f"{step.width}x{step.height}",
-                      str(step.seed), status, _duration(step.estimate_seconds))
+        status = {"fresh": "[green]fresh[/]", "stale": "[yellow]stale[/]: ",
+                  "blocked": "[red]blocked[/]: "}[step.status] + escape(", ".join(step.reasons))
+        size = "?" if step.height is None else f"{step.width}x{step.height}"
+        table.add_row(step.shot.id, str(step.take), mode, size, str(step.seed), status,
+                      _duration(step.estimate_seconds))
     out = _out()
     out.print(table)
     stale = sum(1 for s in plan.steps if s.status == "stale")
     out.print(f"{stale} of {len(plan.steps)} takes to render, estimated GPU time "
               f"{_duration(plan.total_seconds_estimate)} (cost model: ovi_studio/cost.py); "
               f"output in {plan.out_dir}")
+    if plan.blocked:
+        out.print(f"[red]{len(plan.blocked)} take(s) cannot render[/] (blocked: see the table)")
+        raise typer.Exit(1)
 
 
 @app.command("schema")

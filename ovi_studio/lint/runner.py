@@ -6,12 +6,12 @@ diagnostics sorted by position. Nothing here imports torch.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.variants import Variant, get_variant
+from ovi_studio.checkpoints import find_ckpt_dir, storyboard_ckpt_dir
 from ovi_studio.diagnostics import Diagnostic, Fix, Severity
 from ovi_studio.errors import UserError, at
 from ovi_studio.lint import (rules_length, rules_media, rules_model, rules_placement,
@@ -90,15 +90,6 @@ def severity_of(finding: Finding | SettingFinding) -> Severity:
 
 # -- files -----------------------------------------------------------------------------------
 
-CKPT_ENV = "OVI_CKPT_DIR"
-
-
-def env_ckpt_dir() -> str | None:
-    if os.environ.get(CKPT_ENV):
-        return os.environ[CKPT_ENV]
-    return "ckpts" if Path("ckpts").is_dir() else None
-
-
 def lint_path(path: str | Path, options: LintOptions = LintOptions()) -> list[Diagnostic]:
     """Diagnostics for one storyboard or CSV file, sorted by position. Raises UserError when
     the file cannot be read at all."""
@@ -132,7 +123,7 @@ def lint_csv(path: Path, options: LintOptions) -> list[Diagnostic]:
     else:
         variant = get_variant(CSV_DEFAULT_VARIANT)
     ctx = PromptContext(variant, float(variant.duration_s),
-                        token_counter(options.ckpt_dir or env_ckpt_dir()))
+                        token_counter(find_ckpt_dir(options.ckpt_dir)))
     enabled = options.selection.enabled
     lines = path.read_text(encoding="utf-8-sig").split("\n")
     out = []
@@ -197,16 +188,9 @@ class StoryboardLinter:
     def variant(self) -> Variant:
         return self.loaded.variant
 
-    def ckpt_dir(self) -> str | None:
-        """The checkpoint folder, looked up as `plan` does (for exact token counts): --ckpt-dir,
-        the storyboard's `ckpt_dir`, $OVI_CKPT_DIR, ./ckpts. (`ovi_studio.plan` itself is not
-        imported: it pulls in engine modules beyond the pure-Python ones lint may use.)"""
-        if self.options.ckpt_dir:
-            return self.options.ckpt_dir
-        model = self.loaded.model
-        if model is not None and model.ckpt_dir:
-            return str(self.loaded.folder / model.ckpt_dir)
-        return env_ckpt_dir()
+    def ckpt_dir(self) -> Path | None:
+        """The checkpoint folder, looked up as `plan` and `render` do (for exact token counts)."""
+        return storyboard_ckpt_dir(self.loaded, self.options.ckpt_dir)
 
     def run(self) -> list[Diagnostic]:
         self.out.extend(self.loaded.diagnostics)

@@ -61,7 +61,7 @@ class HFTokenizerCounter(TokenCounter):
 
 
 @lru_cache(maxsize=8)
-def token_counter(ckpt_dir: str | None) -> TokenCounter:
+def token_counter(ckpt_dir: str | Path | None) -> TokenCounter:
     """The exact counter when `ckpt_dir` holds the umT5 tokenizer, else the estimate."""
     if ckpt_dir:
         path = Path(ckpt_dir) / TOKENIZER_DIR / "tokenizer.json"

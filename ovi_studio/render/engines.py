@@ -85,7 +85,8 @@ DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp1
 
 def memory_saving(settings: dict[str, Any]) -> dict[str, Any]:
     """The next rung of the out-of-memory ladder: tile the VAE decode, swap more blocks."""
-    swapped = int(settings.get("blocks_to_swap") or 0)
+    swapped = settings.get("blocks_to_swap")
+    swapped = swapped if isinstance(swapped, int) else 0  # None, or "auto" that misjudged
     return {**settings, "tiled_vae": True, "blocks_to_swap": max(swapped + 10, 20)}
 
 
@@ -96,9 +97,9 @@ class OviEngine:
     color_drift = True
 
     def __init__(self, ckpt_dir: Path, variant: str, *, device: str, dtype: str | None = None,
-                 fp8: bool = False, cache_dir: Path | None = None):
+                 fp8: bool | str = False, cache_dir: Path | None = None, preset: str | None = None):
         self.ckpt_dir, self.variant, self.device = Path(ckpt_dir), variant, device
-        self.dtype, self.fp8, self.cache_dir = dtype, fp8, cache_dir
+        self.dtype, self.fp8, self.cache_dir, self.preset = dtype, fp8, cache_dir, preset
         self._pipeline = None
 
     @property
@@ -106,7 +107,8 @@ class OviEngine:
         if self._pipeline is None:
             import torch
             from engine.pipeline import OviPipeline
-            kwargs = {"device": self.device, "fp8": self.fp8, "cache_dir": self.cache_dir}
+            kwargs = {"device": self.device, "fp8": self.fp8 or None, "cache_dir": self.cache_dir,
+                      "preset": self.preset}
             if self.dtype:
                 kwargs["dtype"] = getattr(torch, DTYPES[self.dtype])
             self._pipeline = OviPipeline(self.ckpt_dir, self.variant, **kwargs)
@@ -129,7 +131,10 @@ class OviEngine:
                               audio_negative=job.audio_negative or "", height=job.height,
                               width=job.width, first_frame=first_frame, sampler=sampler)
         # None lets the pipeline tile when the decode would be large; True forces tiling.
-        self.pipeline.tiled_vae = True if job.settings.get("tiled_vae") else None
+        self.pipeline.tiled_vae = True if job.settings.get("tiled_vae") else self._preset_tiling()
+        swap = job.settings.get("blocks_to_swap")
+        if swap is not None and (swap or self.preset is None):  # 0, the default, defers to a preset
+            self.pipeline.blocks_to_swap = swap  # N or "auto"; the output is the same bits
         started = time.perf_counter()
         try:
             result = self.pipeline.generate(request, callback=on_step)
@@ -143,9 +148,13 @@ class OviEngine:
         latents = {"video": result.video_latents, "audio": result.audio_latents}
         info = {"timings": {**dict(result.timings or {}), "total_s": time.perf_counter() - started},
                 "peak_memory_bytes": result.peak_memory_bytes,
-                "height": result.height, "width": result.width}
+                "height": result.height, "width": result.width, "memory": result.memory}
         return ShotOutput(np.asarray(result.frames, np.uint8), np.asarray(result.audio, np.float32),
                           latents, info)
+
+    def _preset_tiling(self) -> bool | None:
+        preset = self.pipeline.preset
+        return True if preset is not None and preset.tiled_vae else None
 
     def close(self) -> None:
         if self._pipeline is not None:

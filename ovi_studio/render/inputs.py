@@ -1,27 +1,23 @@
 """What a render starts from: its options, the storyboard as the session will render it
-(CSV imported, `--set`/`--takes` applied, first-frame videos staged, unreadable first frames
-found), how speakers and characters are named on screen, and which engine renders."""
+(CSV imported, `--set`/`--takes` applied), how speakers and characters are named on screen,
+and the engine the plan chose (ovi_studio.checkpoints.choose_engine)."""
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ovi_studio.checkpoints import EngineChoice
 from ovi_studio.errors import UserError, at
-from ovi_studio.media.images import ImageLoadError, last_video_frame, load_first_frame, save_png
 from ovi_studio.render.artifacts import atomic_target
 from ovi_studio.render.engines import DTYPES, ShotEngine
-
-ENGINES = ("auto", "ovi", "preview")
 
 
 @dataclass
 class RenderOptions:
     source: Path  # a storyboard (.yaml) or an Ovi prompt CSV
     out_dir: Path | None = None
-    engine: str = "auto"
+    engine: str | None = None  # auto | ovi | preview; None: the storyboard's `engine:`
     device: str | None = None
     dtype: str | None = None
     ckpt_dir: Path | None = None
@@ -135,90 +131,28 @@ def _import_csv(path: Path, options: RenderOptions) -> Path:
     return target
 
 
-def stage_video_first_frames(loaded, out_dir: Path) -> None:
-    """A first frame given as a video is replaced by its last frame, extracted once to
-    `<out>/inputs/<hash>.png`, so planning and rendering see an ordinary image."""
-    from ovi_studio.media.images import VIDEO_SUFFIXES
-    for shot in loaded.shots:
-        path = shot.first_frame
-        if path is None or Path(path).suffix.lower() not in VIDEO_SUFFIXES or not Path(path).is_file():
-            continue
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
-        target = out_dir / "inputs" / f"{digest}.png"
-        if not target.is_file():
-            try:
-                frame = last_video_frame(path)
-            except ImageLoadError:
-                continue  # reported with the shot by broken_first_frames
-            with atomic_target(target) as tmp:
-                save_png(tmp, frame)
-        shot.first_frame = target
-
-
-def broken_first_frames(loaded) -> dict[str, str]:
-    """Shots whose first frame cannot be read, with the reason; planning skips them."""
-    broken = {}
-    for shot in loaded.shots:
-        if shot.first_frame is None:
-            continue
-        try:
-            load_first_frame(shot.first_frame)
-        except ImageLoadError as exc:
-            broken[shot.id] = str(exc)
-    return broken
-
-
-def without_shots(loaded, drop: set[str]):
-    """A copy of the storyboard without these shots and everything that extends them."""
-    drop = set(drop)
-    changed = True
-    while changed:
-        more = {s.id for s in loaded.shots if s.extends in drop} - drop
-        drop |= more
-        changed = bool(more)
-    return dataclasses.replace(loaded, shots=[s for s in loaded.shots if s.id not in drop]), drop
-
-
-# -- engine choice ----------------------------------------------------------------------------
-
-def check_checkpoints(ckpt_dir: Path | None, loaded) -> list[str]:
-    """Missing checkpoint files, each with where it comes from; empty when all are present."""
-    from engine import layout
-    if ckpt_dir is None:
-        return ["no checkpoint folder: pass --ckpt-dir, set OVI_CKPT_DIR or `ckpt_dir:` in the storyboard"]
-    fp8 = any(s.settings.fp8 for s in loaded.shots)
-    missing = layout.missing_files(ckpt_dir, loaded.variant, fp8)
-    return [f"{Path(ckpt_dir) / rel} (from huggingface.co/{layout.source_of(rel)})" for rel in missing]
-
-
 def default_device() -> str:
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def choose_engine(options: RenderOptions, loaded, ckpt_dir: Path | None,
-                  log: Callable[[str], None]) -> tuple[str, Callable[[], ShotEngine]]:
-    """The engine name and a factory (the model loads only when a take needs it)."""
-    if options.engine not in ENGINES:
-        raise UserError(f"--engine must be one of {', '.join(ENGINES)}, not {options.engine!r}")
+def engine_factory(choice: EngineChoice, options: RenderOptions, loaded, ckpt_dir: Path | None,
+                   log: Callable[[str], None]) -> Callable[[], ShotEngine]:
+    """A factory for the engine the plan chose (the model loads only when a take needs it);
+    a fallback to the preview is announced loudly."""
     if options.dtype is not None and options.dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, not {options.dtype!r}")
     if options.device is not None and options.device.split(":")[0] not in ("cuda", "cpu"):
         raise UserError(f"--device must be cuda, cuda:N or cpu, not {options.device!r}")
-    if options.engine == "preview":
-        return "preview", _preview_factory
-    missing = check_checkpoints(ckpt_dir, loaded)
-    if missing:
-        if options.engine == "ovi":
-            raise UserError("the Ovi checkpoints are incomplete; missing:\n"
-                            + "\n".join(f"  - {m}" for m in missing),
-                            hint="download them (see README), or render an animatic with --engine preview")
+    if choice.fell_back:
+        missing = choice.missing
         log("=" * 72)
         log("engine: PREVIEW (no model) — checkpoints not found: " + missing[0]
             + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-        log("this renders an animatic for pacing; pass --engine ovi to require the model")
+        log("this renders an animatic for pacing; pass --engine ovi (or `engine: ovi`) to require the model")
         log("=" * 72)
-        return "preview", _preview_factory
+    if choice.name == "preview":
+        return _preview_factory
 
     if options.device and options.device.startswith("cuda") and default_device() != "cuda":
         raise UserError(f"--device {options.device}: no CUDA device is available here",
@@ -229,7 +163,7 @@ def choose_engine(options: RenderOptions, loaded, ckpt_dir: Path | None,
         fp8 = any(s.settings.fp8 for s in loaded.shots)
         return OviEngine(ckpt_dir, loaded.variant.name, device=options.device or default_device(),
                          dtype=options.dtype, fp8=fp8)  # embedding cache: $OVI_STUDIO_CACHE or default
-    return "ovi", make_ovi
+    return make_ovi
 
 
 def _preview_factory() -> ShotEngine:

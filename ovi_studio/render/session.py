@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ovi_studio import __version__
-from ovi_studio.errors import UserError, at
+from ovi_studio.errors import UserError
 from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
 from ovi_studio.media.images import ImageLoadError, fit_image, load_first_frame, save_png
@@ -34,10 +34,8 @@ from ovi_studio.render.artifacts import (TakeLayout, atomic_target, begin_take, 
                                          write_json_atomic, write_latents)
 from ovi_studio.render.assembly import AssemblyResult, AssemblySettings, Segment, assemble
 from ovi_studio.render.engines import OutOfMemory, ShotEngine, ShotJob, ShotOutput, memory_saving
-from ovi_studio.render.inputs import (RenderOptions, broken_first_frames, choose_engine,
-                                      dialogue_of, display_text, load_for_render,
-                                      stage_video_first_frames, without_shots,
-                                      yaml_value)
+from ovi_studio.render.inputs import (RenderOptions, dialogue_of, display_text, engine_factory,
+                                      load_for_render, yaml_value)
 from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.report import TakeRecord, build_report, previous_report, write_report
 
@@ -93,18 +91,15 @@ class RenderSession:
 
     # planning ---------------------------------------------------------------------------
     def prepare(self):
-        from ovi_studio.plan import build_plan, default_out_dir, resolve_ckpt_dir
+        from ovi_studio.plan import build_plan
         loaded = load_for_render(self.options)
         self.loaded = loaded
-        self.out_dir = Path(self.options.out_dir) if self.options.out_dir else default_out_dir(loaded)
-        self.ckpt_dir = resolve_ckpt_dir(loaded, self.options.ckpt_dir)
         self._check_selection(loaded)
-        stage_video_first_frames(loaded, self.out_dir)
-        self.broken = broken_first_frames(loaded)
-        plannable, self.unplannable = without_shots(loaded, set(self.broken))
-        self.plan = build_plan(plannable, self.out_dir, self.ckpt_dir) if plannable.shots else None
-        self._engine_name, self._engine_factory = choose_engine(
-            self.options, loaded, self.ckpt_dir, lambda m: self.progress.log(m, important=True))
+        self.plan = build_plan(loaded, self.options.out_dir, self.options.ckpt_dir, self.options.engine)
+        self.out_dir, self.ckpt_dir = self.plan.out_dir, self.plan.ckpt_dir
+        self._engine_name = self.plan.engine.name
+        self._engine_factory = engine_factory(self.plan.engine, self.options, loaded, self.ckpt_dir,
+                                              lambda m: self.progress.log(m, important=True))
         if self._custom_factory is not None:
             self._engine_factory = self._custom_factory
         return self.plan
@@ -136,9 +131,9 @@ class RenderSession:
     def takes_to_render(self) -> list:
         """The planned takes this render will run (selected, and forced, stale, or downstream
         of one that renders)."""
-        steps = self.plan.steps if self.plan else []
         selected = self.selected_shots()
-        return self._predict([s for s in steps if s.shot.id in selected])
+        return self._predict([s for s in self.plan.steps
+                              if s.shot.id in selected and s.status != "blocked"])
 
     def _forced(self, shot_id: str) -> bool:
         force = self.options.force
@@ -147,9 +142,6 @@ class RenderSession:
     # the run ----------------------------------------------------------------------------
     def run(self) -> RenderOutcome:
         started = time.time()
-        if self.plan is None and not self.broken:
-            raise UserError("the storyboard has no shots to render", location=at(self.loaded.path))
-        self._record_unplannable()
         selected = self.selected_shots()
         will_render = self.takes_to_render()
         self.progress.start(len(will_render), sum(self.estimate(s) for s in will_render))
@@ -157,12 +149,14 @@ class RenderSession:
         try:
             self._prepare_engine(will_render)
             predicted = {id(s) for s in will_render}
-            for step in self.plan.steps if self.plan else []:
+            for step in self.plan.steps:
                 if step.shot.id not in selected:  # kept as it is; usable in the cut when current
                     status = "cached" if self._committed(step) is not None else "not selected"
                     self.records.append(self._record(step, status))
-                    continue
-                self._run_step(step, id(step) in predicted)
+                elif step.status == "blocked":
+                    self._record_blocked(step)
+                else:
+                    self._run_step(step, id(step) in predicted)
         except KeyboardInterrupt:
             interrupted = True
             self.progress.log("interrupted: finished takes are saved; run again to resume",
@@ -180,19 +174,14 @@ class RenderSession:
         path = write_report(self.out_dir, report)
         return RenderOutcome(self.records, final, path, interrupted)
 
-    def _record_unplannable(self) -> None:
-        """Shots with an unreadable first frame fail; the shots extending them are skipped."""
-        for shot_id in [s.id for s in self.loaded.shots if s.id in self.unplannable]:
-            shot = self.loaded.shot(shot_id)
-            take0 = self.out_dir / "shots" / shot_id / "take0"
-            if shot_id in self.broken:
-                record = TakeRecord(shot_id, 0, shot.settings.seed, "i2v", take0, "", "failed",
-                                    self.broken[shot_id])
-                self.progress.log(f"{shot_id}: FAILED: {record.reason}", important=True)
-            else:
-                record = TakeRecord(shot_id, 0, shot.settings.seed, "extend", take0, "", "skipped",
-                                    f"extends {shot.extends}, which failed")
-            self.records.append(record)
+    def _record_blocked(self, step) -> None:
+        """A take the plan could not size: its shot's first frame is unreadable (failed), or it
+        extends such a shot (skipped)."""
+        status = "skipped" if step.mode == "extend" else "failed"
+        record = self._record(step, status, step.reasons[0])
+        self.records.append(record)
+        self.progress.log(f"{step.shot.id}/take{step.take}: {status.upper()}: {record.reason}",
+                          important=status == "failed")
 
     def estimate(self, step) -> float:
         """Seconds a take should take: the plan's GPU cost model for the model, a flat guess
@@ -219,8 +208,8 @@ class RenderSession:
         return out
 
     def _committed(self, step) -> dict | None:
-        meta = committed_meta(TakeLayout(step.artifact_dir), step.cache_key)
-        if meta is None or meta.get("engine", {}).get("name") != self._engine_name:
+        meta = committed_meta(TakeLayout(step.artifact_dir), step.cache_key)  # the key names the engine
+        if meta is None:
             return None
         if step.parent is not None:
             parent = read_json(self._parent_layout(step).meta) or {}

@@ -89,21 +89,21 @@ def forward_goldens(model, x) -> dict[str, torch.Tensor]:
     return out
 
 
-def reference_engine(ref, model, x):
-    """An OviFusionEngine around the tiny model, with the text encoder and VAEs replaced by
-    stand-ins that hand over our embeddings and latents (decode = identity)."""
+def reference_engine(ref, model, x, video_shape=VIDEO_SHAPE, audio_shape=AUDIO_SHAPE, device="cpu"):
+    """An OviFusionEngine around `model`, with the text encoder and VAEs replaced by stand-ins
+    that hand over our embeddings and latents (decode = identity). x: make_inputs()' keys."""
     module = ref.module("ovi.ovi_fusion_engine")
     engine = object.__new__(module.OviFusionEngine)
-    h, w = VIDEO_SHAPE[2] * 16, VIDEO_SHAPE[3] * 16
+    h, w = video_shape[2] * 16, video_shape[3] * 16
     identity = types.SimpleNamespace(wrapped_decode=lambda z: z,
                                      wrapped_encode=lambda img: x["in.first_frame"][None],
                                      model=None)
     engine.__dict__.update(
-        device="cpu", target_dtype=torch.bfloat16, model=model, cpu_offload=False, image_model=None,
+        device=device, target_dtype=torch.bfloat16, model=model, cpu_offload=False, image_model=None,
         text_model=_TextStandIn([x["in.text"], x["in.video_negative"], x["in.audio_negative"]]),
         vae_model_video=identity, vae_model_audio=identity,
-        audio_latent_channel=AUDIO_SHAPE[1], video_latent_channel=VIDEO_SHAPE[0],
-        video_latent_length=VIDEO_SHAPE[1], audio_latent_length=AUDIO_SHAPE[0],
+        audio_latent_channel=audio_shape[1], video_latent_channel=video_shape[0],
+        video_latent_length=video_shape[1], audio_latent_length=audio_shape[0],
         text_formatter=lambda s: s, target_area=h * w, model_name="tiny")
     # i2v: the image only goes through the (replaced) VAE encode; skip the pixel preprocessing.
     module.preprocess_image_tensor = lambda *a, **k: torch.zeros(1, 3, h, w, dtype=torch.bfloat16)

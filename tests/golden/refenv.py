@@ -373,22 +373,24 @@ def _load_yaml(path):
 class Reference:
     """The imported reference: `module(name)` imports (or returns) one of its modules."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, on_cpu: bool = True):
+        self.root, self.on_cpu = root, on_cpu
 
     def module(self, name: str):
-        with _at_root(self.root):
+        with _at_root(self.root, self.on_cpu):
             module = importlib.import_module(name)
-        _patch_attention()
+        if self.on_cpu:
+            _patch_attention()
         return module
 
 
 @contextlib.contextmanager
-def _at_root(root: Path):
+def _at_root(root: Path, on_cpu: bool = True):
     cwd = os.getcwd()
     current_device = torch.cuda.current_device
     os.chdir(root)
-    torch.cuda.current_device = lambda: "cpu"
+    if on_cpu:
+        torch.cuda.current_device = lambda: "cpu"
     try:
         yield
     finally:
@@ -404,8 +406,12 @@ def _patch_attention():
 
 
 @contextlib.contextmanager
-def import_reference(path: str | os.PathLike = DEFAULT_REFERENCE, stubs=DEFAULT_STUBS):
+def import_reference(path: str | os.PathLike = DEFAULT_REFERENCE, stubs=DEFAULT_STUBS,
+                     on_cpu: bool = True):
     """Make the reference checkout at `path` importable (see the module docstring).
+
+    on_cpu=False (a CUDA machine, the benchmark) keeps the reference's own flash-attn calls and
+    `torch.cuda.current_device()`; only the unused imports are still stubbed.
 
     Yields a `Reference`; `ref.module("ovi.modules.fusion")` imports a module of it. On exit the
     reference's modules are unloaded again and sys.path / the import hooks are restored.
@@ -419,8 +425,8 @@ def import_reference(path: str | os.PathLike = DEFAULT_REFERENCE, stubs=DEFAULT_
     sys.path.insert(0, str(root))
     before = set(sys.modules)
     try:
-        with _tracked_autocast():
-            yield Reference(root)
+        with _tracked_autocast() if on_cpu else contextlib.nullcontext():
+            yield Reference(root, on_cpu)
     finally:
         sys.path.remove(str(root))
         sys.meta_path.remove(finder)
