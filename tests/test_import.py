@@ -14,7 +14,7 @@ from ovi_studio.errors import UserError
 from ovi_studio.importer import import_csv
 from ovi_studio.storyboard import load_storyboard
 
-CORPUS = Path("/work/shared/corpus/ovi-examples")
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "ovi-examples"
 CSVS = sorted(CORPUS.glob("*.csv"))
 runner = CliRunner()
 
