@@ -145,3 +145,10 @@ def test_asking_for_cuda_without_one_is_a_clear_error(tmp_path, tiny_ckpt):
         assert result.exit_code == 0, result.output
     else:
         assert result.exit_code == 2 and "no CUDA device" in result.output
+
+
+def test_an_unknown_memory_preset_is_a_clear_error(tmp_path, tiny_ckpt):
+    result = invoke(_story(tmp_path), "-o", tmp_path / "out", "--engine", "ovi", "--ckpt-dir",
+                    tiny_ckpt, "--device", "cpu", "--preset", "3gb")
+    assert result.exit_code == 2, result.output
+    assert "unknown memory preset '3gb'" in result.output and "12gb" in result.output

@@ -31,6 +31,7 @@ def render(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
     oom_retry: bool = typer.Option(False, "--oom-retry", help="on CUDA out of memory, retry once with more memory saving"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="GPU memory preset: 80gb | 24gb | 16gb | 12gb | 8gb (see `doctor`); blocks to swap, fp8 and tiled VAE follow from it"),
 ) -> None:
     """Render a storyboard: every stale shot through the engine, then the final cut."""
     from ovi_studio.render.progress import make_progress
@@ -44,7 +45,7 @@ def render(
         source=storyboard, out_dir=out, engine=engine, device=device, dtype=dtype,
         ckpt_dir=ckpt_dir, overrides=parse_overrides(set_),
         force=_names(shots) if force else None, only=_names(only) or None,
-        takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet)
+        takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset)
     progress = make_progress(quiet)
     session = RenderSession(options, progress)
     plan = session.prepare()

@@ -28,6 +28,7 @@ class RenderOptions:
     dry_run: bool = False
     oom_retry: bool = False
     quiet: bool = False
+    preset: str | None = None  # a memory preset of engine.presets (80gb, 24gb, 16gb, 12gb, 8gb)
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -160,9 +161,13 @@ def engine_factory(choice: EngineChoice, options: RenderOptions, loaded, ckpt_di
 
     def make_ovi() -> ShotEngine:
         from ovi_studio.render.engines import OviEngine
+        from engine.presets import PRESETS
+        if options.preset is not None and options.preset not in PRESETS:
+            raise UserError(f"unknown memory preset {options.preset!r}",
+                            hint=f"choose one of {', '.join(PRESETS)} (`ovi-studio doctor` suggests one)")
         fp8 = any(s.settings.fp8 for s in loaded.shots)
         return OviEngine(ckpt_dir, loaded.variant.name, device=options.device or default_device(),
-                         dtype=options.dtype, fp8=fp8)  # embedding cache: $OVI_STUDIO_CACHE or default
+                         dtype=options.dtype, fp8=fp8, preset=options.preset)  # embedding cache: $OVI_STUDIO_CACHE or default
     return make_ovi
 
 
