@@ -10,6 +10,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from ovi_studio.textfile import read_user_text
 from ovi_studio.errors import UserError, at
 
 TEXT_COLUMN = "text_prompt"
@@ -27,7 +28,8 @@ class CsvPrompt:
 def read_prompt_csv(path: str | Path) -> list[CsvPrompt]:
     """Every non-blank row of an Ovi prompt CSV, in file order."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_user_text(path, what="CSV prompt file", max_bytes=MAX_CSV_BYTES,
+                          encoding_hint="save the CSV as UTF-8 (most spreadsheet apps offer 'CSV UTF-8')")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -61,26 +63,3 @@ def read_prompt_csv(path: str | Path) -> list[CsvPrompt]:
         image = row[image_at].strip() if image_at is not None and image_at < len(row) else ""
         prompts.append(CsvPrompt(line=start, text=prompt, image_path=image or None))
     return prompts
-
-
-def _read_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_CSV_BYTES:
-            raise UserError(f"the CSV file is {size >> 20} MiB; prompt files are far smaller",
-                            location=at(path))
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError("no such file", location=at(path)) from None
-    except IsADirectoryError:
-        raise UserError("is a folder, not a CSV file", location=at(path)) from None
-    except OSError as exc:
-        raise UserError(f"cannot read the file: {exc.strerror}", location=at(path)) from None
-    if b"\x00" in data:
-        raise UserError("this looks like a binary file, not a CSV prompt file", location=at(path))
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise UserError("the file is not valid UTF-8 text", location=at(path, line),
-                        hint="save the CSV as UTF-8 (most spreadsheet apps offer 'CSV UTF-8')") from None

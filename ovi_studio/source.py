@@ -21,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent,
                                 ScalarEvent)
 
+from ovi_studio.textfile import read_user_text
 from ovi_studio.errors import UserError, at
 
 MAX_BYTES = 2 << 20  # a storyboard of thousands of shots is still far below this
@@ -227,7 +228,7 @@ class TextOrigin:
 def load_yaml(path: str | Path, *, what: str = "storyboard") -> SourceDocument:
     """Read and parse a YAML file safely; every problem is a UserError with a position."""
     path = Path(path)
-    text = read_text(path, what=what)
+    text = read_user_text(path, what=f"YAML {what}", max_bytes=MAX_BYTES)
     yaml = YAML(typ="rt")
     lines = LineIndex(text)
     scalars = _scan_events(yaml, text, lines, path)
@@ -266,30 +267,6 @@ def new_yaml() -> YAML:
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096
     return yaml
-
-
-def read_text(path: Path, *, what: str = "storyboard") -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise UserError(f"the {what} is {size / (1 << 20):.1f} MiB; the limit is "
-                            f"{MAX_BYTES >> 20} MiB", location=at(path),
-                            hint="is this the right file?")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError("no such file", location=at(path)) from None
-    except IsADirectoryError:
-        raise UserError(f"is a folder, not a {what} file", location=at(path)) from None
-    except OSError as exc:
-        raise UserError(f"cannot read the file: {exc.strerror}", location=at(path)) from None
-    if b"\x00" in data:
-        raise UserError(f"this is a binary file, not a YAML {what}", location=at(path))
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise UserError("the file is not valid UTF-8 text", location=at(path, line),
-                        hint="save the file as UTF-8") from None
 
 
 def _scan_events(yaml: YAML, text: str, lines: LineIndex, path: Path) -> dict[Position, ScalarSpan]:
