@@ -1,20 +1,17 @@
 """MMAudio's mel VAE decoder and BigVGAN against the reference's outputs (tests/golden/COMPONENTS.md)."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from engine.arch import load_arch
 from engine.audio_vae import load_audio_vae_decoder
 from engine.errors import CheckpointError
 from engine.layout import AUDIO_VAE_WEIGHTS, VOCODER_WEIGHTS
-from engine.testing.tiny_checkpoint import TINY_ARCH
+from component_goldens import load_golden, rel_error
 from engine.vocoder import load_vocoder
 
 GOLDEN = Path(__file__).parent / "golden" / "data" / "components_audio.safetensors"
@@ -24,17 +21,9 @@ MEL_TOL = 2e-3  # bf16 network: bit-exact on this CPU; other CPUs may round a fe
 WAVE_TOL = 5e-3
 
 
-def rel_error(a, b) -> float:
-    a, b = a.float(), b.float()
-    return ((a - b).norm() / b.norm()).item()
-
-
 @pytest.fixture(scope="module")
 def golden():
-    with safe_open(str(GOLDEN), "pt") as f:
-        assert json.loads(f.metadata()["arch"]) == json.loads(json.dumps(TINY_ARCH)), \
-            "TINY_ARCH changed since the goldens were made: run tests/golden/make_component_goldens.py"
-    return load_file(str(GOLDEN))
+    return load_golden("components_audio.safetensors")[1]
 
 
 @pytest.fixture(scope="module")

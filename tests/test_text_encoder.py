@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from engine.arch import load_arch
 from engine.errors import CheckpointError
 from engine.layout import T5_WEIGHTS
-from engine.testing.tiny_checkpoint import TINY_ARCH
+from component_goldens import load_golden, rel_error
 from engine.text import TEXT_LEN, TextEncoder, clean_text, relative_buckets
 
 GOLDEN = Path(__file__).parent / "golden" / "data" / "components_t5.safetensors"
@@ -21,16 +19,8 @@ REL_TOL = 2e-3
 
 
 def golden():
-    with safe_open(str(GOLDEN), "pt") as f:
-        meta = f.metadata()
-    assert json.loads(meta["arch"]) == json.loads(json.dumps(TINY_ARCH)), \
-        "TINY_ARCH changed since the goldens were made: run tests/golden/make_component_goldens.py"
-    return json.loads(meta["texts"]), load_file(str(GOLDEN))
-
-
-def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.float(), b.float()
-    return ((a - b).norm() / b.norm()).item()
+    meta, tensors = load_golden("components_t5.safetensors")
+    return json.loads(meta["texts"]), tensors
 
 
 @pytest.fixture(scope="module")

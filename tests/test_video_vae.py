@@ -1,17 +1,14 @@
 """The Wan2.2 video VAE against the reference's outputs (tests/golden/COMPONENTS.md)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from engine.arch import load_arch
 from engine.layout import VIDEO_VAE_WEIGHTS
-from engine.testing.tiny_checkpoint import TINY_ARCH
+from component_goldens import load_golden, rel_error
 from engine.video_vae import (LATENT_MEAN, LATENT_STD, Tiling, VideoVAE, decode_bytes_estimate,
                               to_diffusers_keys, to_reference_keys)
 
@@ -19,17 +16,9 @@ GOLDEN = Path(__file__).parent / "golden" / "data" / "components_video_vae.safet
 REL_TOL = 1e-4  # fp32 arithmetic: bit-exact on this CPU; room for other CPUs' conv kernels
 
 
-def rel_error(a, b) -> float:
-    a, b = a.float(), b.float()
-    return ((a - b).norm() / b.norm()).item()
-
-
 @pytest.fixture(scope="module")
 def golden():
-    with safe_open(str(GOLDEN), "pt") as f:
-        assert json.loads(f.metadata()["arch"]) == json.loads(json.dumps(TINY_ARCH)), \
-            "TINY_ARCH changed since the goldens were made: run tests/golden/make_component_goldens.py"
-    return load_file(str(GOLDEN))
+    return load_golden("components_video_vae.safetensors")[1]
 
 
 @pytest.fixture(scope="module")
