@@ -61,6 +61,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(run, steps: int, device):
+    """One warm-up step (kernels, allocator, the streamer's first loads), then `steps` timed:
+    (result, seconds, peak device bytes)."""
+    run(1)
+    _sync(device)
+    reset_peak_memory(device)
+    start = time.perf_counter()
+    result = run(steps)
+    _sync(device)
+    return result, time.perf_counter() - start, peak_memory_bytes(device)
+
+
 def _texts(text_dim: int, device: torch.device):
     g = torch.Generator().manual_seed(1)
     return [torch.randn(n, text_dim, generator=g).bfloat16().to(device) for n in (100, 20, 30)]
@@ -83,15 +95,8 @@ def run_ours(name, model, shot: Shot, settings: SamplerSettings, device, streame
                        video_shape=shot.video_shape, audio_shape=shot.audio_shape, device=device,
                        streamer=streamer)
 
-    run(1)  # warm-up: kernels, allocator, the streamer's first loads
-    _sync(device)
-    reset_peak_memory(device)
-    start = time.perf_counter()
-    video, audio = run(settings.steps)
-    _sync(device)
-    total = time.perf_counter() - start
-    memory = (peak_memory_bytes(device) if device.type == "cuda"
-              else _device_weight_bytes(model, device, streamer))
+    (video, audio), total, peak = _timed(run, settings.steps, device)
+    memory = peak if device.type == "cuda" else _device_weight_bytes(model, device, streamer)
     return Row(name, total, total / settings.steps, memory, video.cpu(), audio.cpu())
 
 
@@ -134,14 +139,8 @@ def run_reference(path: Path, ours, shot: Shot, settings: SamplerSettings, devic
                 video_negative_prompt="v-", audio_negative_prompt="a-")
             return video, audio
 
-        run(1)
-        _sync(device)
-        reset_peak_memory(device)
-        start = time.perf_counter()
-        video, audio = run(settings.steps)
-        _sync(device)
-        total = time.perf_counter() - start
-        memory = (peak_memory_bytes(device) if device.type == "cuda"
+        (video, audio), total, peak = _timed(run, settings.steps, device)
+        memory = (peak if device.type == "cuda"
                   else sum(p.numel() * p.element_size() for p in model.parameters()))
         del engine, model
     return Row("official Ovi (5b69b25)", total, total / settings.steps, memory,
