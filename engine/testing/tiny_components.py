@@ -55,6 +55,12 @@ def _fan_in(shape) -> int:
     return max(1, math.prod(shape[1:]))
 
 
+def _meta_shapes(build) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a module's state dict, built on the meta device (no memory used)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in build().state_dict().items()}
+
+
 def _save(obj, root: Path, relative: str) -> Path:
     path = Path(root) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +70,7 @@ def _save(obj, root: Path, relative: str) -> Path:
 
 def write_t5(root, arch: Arch, seed: int = 0) -> Path:
     gen = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in T5Encoder(arch.t5).state_dict().items()}
+    shapes = _meta_shapes(lambda: T5Encoder(arch.t5))
     state = {}
     for key, shape in shapes.items():
         if key.endswith("norm1.weight") or key.endswith("norm2.weight") or key == "norm.weight":
@@ -94,8 +99,7 @@ def write_tokenizer(root, arch: Arch) -> Path:
 
 def write_video_vae(root, arch: Arch, seed: int = 0) -> Path:
     gen = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in build_autoencoder(arch.video_vae).state_dict().items()}
+    shapes = _meta_shapes(lambda: build_autoencoder(arch.video_vae))
     state = {}
     for key, shape in sorted(shapes.items()):
         if key.endswith(".gamma"):
@@ -127,8 +131,7 @@ def write_audio_vae(root, arch: Arch, seed: int = 0) -> Path:
 
 def write_vocoder(root, arch: Arch, seed: int = 0) -> Path:
     gen = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in Vocoder(arch.vocoder).state_dict().items()}
+    shapes = _meta_shapes(lambda: Vocoder(arch.vocoder))
     state = {}
     for key, shape in sorted(shapes.items()):
         if key.endswith(".filter"):
