@@ -9,6 +9,9 @@ one layer loop):
         V, A = model.layer(i, V, A, video_in, audio_in)
     video_out, audio_out = model.finish(V, A, video_in, audio_in)
 
+A layer is the pure function `fusion_layer` of the two blocks; `compile_layers()` swaps in a
+`torch.compile`d version of it.
+
 `TowerInputs` holds what a tower's layers read besides its tokens; two CFG branches at the same
 latents and timestep differ only in `context` (`dataclasses.replace(inputs, context=...)`).
 """
@@ -21,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from engine.arch import DiTParams
-from engine.layers import (Block, Head, Linear, PatchEmbed3d, audio_stem, mlp)
+from engine.layers import Block, Head, Linear, PatchEmbed3d, audio_stem, mlp
 from engine.math import audio_rope, sinusoidal_embedding, video_rope
 
 
@@ -110,6 +113,21 @@ class Tower(nn.Module):
         return x.reshape(c, f * pf, h * ph, w * pw).bfloat16()
 
 
+def fusion_layer(vblock: Block, ablock: Block, V, A, video_in: TowerInputs, audio_in: TowerInputs,
+                 backend: str):
+    """One fusion layer: a video block and an audio block. Each tower's cross-attention sees the
+    other tower's tokens as they are after that tower's self-attention in this layer."""
+    amod = ablock.modulation(audio_in.e0)
+    A = ablock.self_attention(A, amod, audio_in.rope, backend)
+    vmod = vblock.modulation(video_in.e0)
+    V = vblock.self_attention(V, vmod, video_in.rope, backend)
+    A_mid = A
+    A = ablock.cross_attention_ffn(A, amod, audio_in.context, V, audio_in.rope, video_in.rope, backend)
+    V = vblock.cross_attention_ffn(V, vmod, video_in.context, A_mid, video_in.rope, audio_in.rope,
+                                   backend)
+    return V, A
+
+
 class FusionModel(nn.Module):
     """Video tower + audio tower fused by cross-modal attention in every layer (spec §3.6)."""
 
@@ -120,6 +138,8 @@ class FusionModel(nn.Module):
         self.video_model = Tower(video)
         self.audio_model = Tower(audio)
         self.attention_backend = attention_backend
+        self._fusion_layer = fusion_layer
+        self.compiled = False
 
     @property
     def num_layers(self) -> int:
@@ -132,20 +152,17 @@ class FusionModel(nn.Module):
         return V, A, video_in, audio_in
 
     def layer(self, i: int, V, A, video_in: TowerInputs, audio_in: TowerInputs):
-        """Fusion layer i. Each tower's cross-attention sees the other tower's tokens as they are
-        after that tower's self-attention in this layer."""
-        vblock, ablock = self.video_model.blocks[i], self.audio_model.blocks[i]
-        backend = self.attention_backend
-        amod = ablock.modulation(audio_in.e0)
-        A = ablock.self_attention(A, amod, audio_in.rope, backend)
-        vmod = vblock.modulation(video_in.e0)
-        V = vblock.self_attention(V, vmod, video_in.rope, backend)
-        A_mid = A
-        A = ablock.cross_attention_ffn(A, amod, audio_in.context, V, audio_in.rope,
-                                       video_in.rope, backend)
-        V = vblock.cross_attention_ffn(V, vmod, video_in.context, A_mid, video_in.rope,
-                                       audio_in.rope, backend)
-        return V, A
+        """Fusion layer i (see `fusion_layer`)."""
+        return self._fusion_layer(self.video_model.blocks[i], self.audio_model.blocks[i], V, A,
+                                  video_in, audio_in, self.attention_backend)
+
+    def compile_layers(self) -> None:
+        """Run every fusion layer through one `torch.compile`d `fusion_layer`. The layers share
+        a structure, so one graph serves them all (the blocks' weights are graph inputs, which
+        also lets block swapping move them); a second text length makes that dimension dynamic
+        instead of compiling again per prompt."""
+        self._fusion_layer = torch.compile(fusion_layer)
+        self.compiled = True
 
     def finish(self, V, A, video_in: TowerInputs, audio_in: TowerInputs):
         return self.video_model.output(V, video_in), self.audio_model.output(A, audio_in)

@@ -96,11 +96,13 @@ class OviPipeline:
                  fp8: bool | str | None = None, cache_dir: str | Path | None = None,
                  tiled_vae: bool | None = None, attention: str = "auto",
                  blocks_to_swap: int | str | None = None, preset: str | None = None,
-                 offload: bool | None = None):
+                 offload: bool | None = None, compile: bool = False):
         """fp8: False, True (the published fp8 file, 720x720_5s) or "scaled" (any variant,
         converted at load and cached). blocks_to_swap: a number of fusion layers or "auto".
         preset: a key of engine.presets.PRESETS; it fills fp8, tiled_vae, offload and
-        blocks_to_swap ("auto" within the preset's budget) where they are left None."""
+        blocks_to_swap ("auto" within the preset's budget) where they are left None.
+        compile: `torch.compile` the fusion layers (engine.model.FusionModel.compile_layers);
+        the first shot pays the compile time, later shots reuse it."""
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if not (blocks_to_swap in (None, "auto") or isinstance(blocks_to_swap, int)):
@@ -112,6 +114,7 @@ class OviPipeline:
         self.dtype = dtype
         self.fp8 = fp8 if fp8 is not None else ("scaled" if p is not None and p.fp8 else False)
         self.attention = attention
+        self.compile = compile
         self.tiled_vae = tiled_vae if tiled_vae is not None or p is None else (p.tiled_vae or None)
         self.offload = offload if offload is not None else bool(p is not None and p.offload_dit_for_decode)
         self.blocks_to_swap = blocks_to_swap if blocks_to_swap is not None else (
@@ -172,6 +175,8 @@ class OviPipeline:
             self._streamer = stream_model(self._model, blocks_to_swap, self.device)
         else:
             self._model, _ = load_fusion_model(self.root, self.variant.name, **load)
+        if self.compile:
+            self._model.compile_layers()
         self._swapped = blocks_to_swap
         return self._model
 
@@ -275,6 +280,7 @@ class OviPipeline:
             "dtype": str(self.dtype).removeprefix("torch."),
             "attention": (model.attention_backend if model is not None
                           else resolve_attention_backend(self.attention, self.device)),
+            "compile": self.compile,
             "fp8": self.fp8,
             "preset": self.preset.name if self.preset is not None else None,
             "blocks_to_swap": self.blocks_to_swap,

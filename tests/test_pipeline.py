@@ -136,3 +136,34 @@ def test_presets_fill_the_memory_settings(short_ckpt, tmp_path):
         OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, preset="6gb")
     with pytest.raises(ValueError, match="blocks_to_swap"):
         OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, blocks_to_swap="many")
+
+
+def test_compiled_layers_agree_with_eager_and_are_reported(pipeline, short_ckpt, tmp_path):
+    """`compile=True` runs the fusion layers through one torch.compile graph (all layers share
+    it); inductor fuses bf16 ops differently, so the latents agree closely, not bit for bit."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = OviPipeline(short_ckpt, "720x720_5s", cache_dir=pipeline.cache.directory.parent,
+                           compile=True)
+    try:
+        ours, eager = compiled.generate(request()), pipeline.generate(request())
+        assert compiled._model.compiled and compiled.describe()["compile"] is True
+        assert pipeline.describe()["compile"] is False
+        # prompt and negatives differ in length: one static graph, then one dynamic one
+        assert counters["stats"]["unique_graphs"] <= 2
+        again = compiled.generate(request(prompt="A much longer prompt about a fox in the snow. "
+                                                 "<AUDCAP>wind and snow<ENDAUDCAP>"))
+        assert counters["stats"]["unique_graphs"] <= 2 and again.frames.shape == ours.frames.shape
+        # block swapping moves the weights under the same graph: same bits, nothing recompiled
+        compiled.close()
+        compiled.blocks_to_swap = 4
+        swapped = compiled.generate(request())
+        assert compiled._streamer is not None and counters["stats"]["unique_graphs"] <= 2
+        assert torch.equal(swapped.video_latents, ours.video_latents)
+    finally:
+        compiled.close()
+    for a, b in ((ours.video_latents, eager.video_latents), (ours.audio_latents, eager.audio_latents)):
+        error = ((a.float() - b.float()).norm() / b.float().norm()).item()
+        assert 0 < error < 0.05, error

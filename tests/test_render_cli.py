@@ -152,3 +152,16 @@ def test_an_unknown_memory_preset_is_a_clear_error(tmp_path, tiny_ckpt):
                     tiny_ckpt, "--device", "cpu", "--preset", "3gb")
     assert result.exit_code == 2, result.output
     assert "unknown memory preset '3gb'" in result.output and "12gb" in result.output
+
+
+def test_attention_and_compile_are_chosen_and_reported(tmp_path, tiny_ckpt_short):
+    story = _story(tmp_path, "version: 1\nmodel: 720x720_5s\nshots:\n  - id: one\n    scene: A cat.\n")
+    common = [story, "-o", tmp_path / "out", "--engine", "ovi", "--ckpt-dir", tiny_ckpt_short,
+              "--device", "cpu", "--set", "steps=1", "-q"]
+    missing = invoke(*common, "--attention", "flash3")
+    assert missing.exit_code == 2 and "not available" in missing.output and "--attention auto" in missing.output
+    assert invoke(*common, "--attention", "fast").exit_code == 2
+    result = invoke(*common, "--attention", "sdpa", "--compile")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "shots" / "one" / "take0" / "meta.json").read_text())
+    assert meta["engine"]["attention"] == "sdpa" and meta["engine"]["compile"] is True

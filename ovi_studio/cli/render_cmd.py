@@ -32,6 +32,8 @@ def render(
     oom_retry: bool = typer.Option(False, "--oom-retry", help="on CUDA out of memory, retry once with more memory saving"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
     preset: Optional[str] = typer.Option(None, "--preset", help="GPU memory preset: 80gb | 24gb | 16gb | 12gb | 8gb (see `doctor`); blocks to swap, fp8 and tiled VAE follow from it"),
+    attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else SDPA) | flash3 | flash2 | sdpa"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the fusion layers (the first shot pays a one-time compile)"),
 ) -> None:
     """Render a storyboard: every stale shot through the engine, then the final cut."""
     from ovi_studio.render.progress import make_progress
@@ -45,7 +47,8 @@ def render(
         source=storyboard, out_dir=out, engine=engine, device=device, dtype=dtype,
         ckpt_dir=ckpt_dir, overrides=parse_overrides(set_),
         force=_names(shots) if force else None, only=_names(only) or None,
-        takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset)
+        takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset,
+        attention=attention, compile=compile_)
     progress = make_progress(quiet)
     session = RenderSession(options, progress)
     plan = session.prepare()

@@ -97,9 +97,11 @@ class OviEngine:
     color_drift = True
 
     def __init__(self, ckpt_dir: Path, variant: str, *, device: str, dtype: str | None = None,
-                 fp8: bool | str = False, cache_dir: Path | None = None, preset: str | None = None):
+                 fp8: bool | str = False, cache_dir: Path | None = None, preset: str | None = None,
+                 attention: str = "auto", compile: bool = False):
         self.ckpt_dir, self.variant, self.device = Path(ckpt_dir), variant, device
         self.dtype, self.fp8, self.cache_dir, self.preset = dtype, fp8, cache_dir, preset
+        self.attention, self.compile = attention, compile
         self._pipeline = None
 
     @property
@@ -108,7 +110,7 @@ class OviEngine:
             import torch
             from engine.pipeline import OviPipeline
             kwargs = {"device": self.device, "fp8": self.fp8 or None, "cache_dir": self.cache_dir,
-                      "preset": self.preset}
+                      "preset": self.preset, "attention": self.attention, "compile": self.compile}
             if self.dtype:
                 kwargs["dtype"] = getattr(torch, DTYPES[self.dtype])
             self._pipeline = OviPipeline(self.ckpt_dir, self.variant, **kwargs)

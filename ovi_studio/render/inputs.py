@@ -29,6 +29,8 @@ class RenderOptions:
     oom_retry: bool = False
     quiet: bool = False
     preset: str | None = None  # a memory preset of engine.presets (80gb, 24gb, 16gb, 12gb, 8gb)
+    attention: str = "auto"  # auto | sdpa | flash2 | flash3 (engine.math)
+    compile: bool = False  # torch.compile the fusion layers
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -165,10 +167,22 @@ def engine_factory(choice: EngineChoice, options: RenderOptions, loaded, ckpt_di
         if options.preset is not None and options.preset not in PRESETS:
             raise UserError(f"unknown memory preset {options.preset!r}",
                             hint=f"choose one of {', '.join(PRESETS)} (`ovi-studio doctor` suggests one)")
+        device = options.device or default_device()
+        _check_attention(options.attention, device)
         fp8 = any(s.settings.fp8 for s in loaded.shots)
-        return OviEngine(ckpt_dir, loaded.variant.name, device=options.device or default_device(),
-                         dtype=options.dtype, fp8=fp8, preset=options.preset)  # embedding cache: $OVI_STUDIO_CACHE or default
+        return OviEngine(ckpt_dir, loaded.variant.name, device=device, dtype=options.dtype, fp8=fp8,
+                         preset=options.preset, attention=options.attention,
+                         compile=options.compile)  # embedding cache: $OVI_STUDIO_CACHE or default
     return make_ovi
+
+
+def _check_attention(requested: str, device: str) -> None:
+    import torch
+    from engine.math import resolve_attention_backend
+    try:
+        resolve_attention_backend(requested, torch.device(device))
+    except ValueError as exc:
+        raise UserError(f"--attention: {exc}", hint="--attention auto picks the fastest one installed") from None
 
 
 def _preview_factory() -> ShotEngine:
