@@ -1,4 +1,5 @@
-"""Block swapping: keep some fusion layers' Linear weights in CPU memory and stream them in.
+"""Block swapping: keep some fusion layers' Linear weights in CPU memory and stream them in
+(the text encoder's blocks use the same machinery when the encoder does not fit).
 
 The design follows performance-anchors.md §2.2 and §9:
 - the unit is a fusion layer (video block i + audio block i together);
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 _ALIGN = 256  # bytes; keeps every weight view aligned for any dtype and for fast copies
+HEADROOM = 0.9  # the share of free memory a plan may fill (the rest: allocator, fragmentation)
 
 
 def streamed_layers(num_layers: int, blocks_to_swap: int) -> tuple[int, ...]:
@@ -192,15 +194,21 @@ def move_except(module: nn.Module, device, keep: frozenset[int] = frozenset()) -
                 m._buffers[name] = b.to(device)
 
 
-def stream_model(model: nn.Module, blocks_to_swap: int, device, slots: int = 2) -> LayerStreamer:
-    """Place a fusion model held in CPU memory on `device`, leaving the Linear weights of
-    `blocks_to_swap` evenly spread layers in (pinned) CPU memory, streamed by the returned
-    streamer (pass it to `denoise`)."""
-    layers = fusion_layers(model)
+def stream_layers(model: nn.Module, layers: list[list[nn.Module]], blocks_to_swap: int, device,
+                  slots: int = 2, keep_on_cpu: frozenset[int] = frozenset()) -> LayerStreamer:
+    """Place a model held in CPU memory on `device`, leaving the Linear weights of
+    `blocks_to_swap` evenly spread `layers` in (pinned) CPU memory, streamed by the returned
+    streamer; parameters whose id is in `keep_on_cpu` stay in CPU memory too."""
     plan = SwapPlan.build(len(layers), blocks_to_swap, slots)
     streamed = frozenset(id(p) for i in plan.streamed for p in _linear_weights(layers[i]))
-    move_except(model, device, streamed)
+    move_except(model, device, streamed | keep_on_cpu)
     return LayerStreamer(layers, plan, device)
+
+
+def stream_model(model: nn.Module, blocks_to_swap: int, device, slots: int = 2) -> LayerStreamer:
+    """The fusion model with `blocks_to_swap` of its layers streamed (pass the streamer to
+    `denoise`)."""
+    return stream_layers(model, fusion_layers(model), blocks_to_swap, device, slots)
 
 
 def layer_bytes(modules: list[nn.Module]) -> int:
@@ -210,7 +218,7 @@ def layer_bytes(modules: list[nn.Module]) -> int:
 
 def auto_blocks_to_swap(*, num_layers: int, bytes_per_layer: int, other_weight_bytes: int,
                         activation_bytes: int, free_bytes: int, slots: int = 2,
-                        headroom: float = 0.9) -> int:
+                        headroom: float = HEADROOM) -> int:
     """The fewest layers to stream so that weights + activations fit in `free_bytes`.
 
     Resident cost = (num_layers − swapped) layers + the slot ring (when streaming) + the rest of

@@ -35,7 +35,7 @@ from engine.image import image_tensor
 from engine.layout import missing_files, required_files, source_of
 from engine.math import resolve_attention_backend
 from engine.offload import move_except, stream_model
-from engine.presets import GB, PRESETS, Preset, plan_memory
+from engine.presets import GB, PRESETS, Preset, plan_memory, stream_text_encoder
 from engine.sampling import Callback, SamplerSettings, denoise, peak_memory_bytes, reset_peak_memory
 from engine.text import PromptEmbeddings
 from engine.variants import get_variant, snap_t2v_size
@@ -144,18 +144,23 @@ class OviPipeline:
 
     # --- networks, loaded on first use --------------------------------------------------------
 
-    def _swap_for(self, video_tokens: int, audio_tokens: int, height: int, width: int) -> int:
-        """How many fusion layers this shot streams."""
-        if isinstance(self.blocks_to_swap, int):
-            return self.blocks_to_swap
-        if self._budget is None:  # fixed at the first load, while the DiT is not yet resident
+    def _budget_bytes(self) -> int:
+        """The device memory a shot may use: the preset's size, else the free GPU memory (taken
+        once, before anything of ours is resident); 0 on the CPU, where nothing needs saving."""
+        if self._budget is None:
             if self.preset is not None:
                 self._budget = self.preset.gpu_gb * GB
             elif self.device.type == "cuda":
                 self._budget = torch.cuda.mem_get_info(self.device)[0]
             else:
-                self._budget = 0  # "auto" on the CPU: nothing to save
-        if self._budget == 0:
+                self._budget = 0
+        return self._budget
+
+    def _swap_for(self, video_tokens: int, audio_tokens: int, height: int, width: int) -> int:
+        """How many fusion layers this shot streams."""
+        if isinstance(self.blocks_to_swap, int):
+            return self.blocks_to_swap
+        if self._budget_bytes() == 0:
             return 0
         preset = self.preset or Preset("auto", 0, fp8=bool(self.fp8), tiled_vae=bool(self.tiled_vae),
                                        offload_dit_for_decode=self.offload, note="free GPU memory")
@@ -213,7 +218,10 @@ class OviPipeline:
     # --- public API ---------------------------------------------------------------------------
 
     def encode_prompts(self, texts: Iterable[str]) -> None:
-        """Fill the embedding cache for every text of a render, then free the encoder."""
+        """Fill the embedding cache for every text of a render, then free the encoder. The
+        encoder's blocks stream when the whole encoder would not fit the memory budget."""
+        budget = self._budget_bytes()
+        self.embeddings.stream = budget > 0 and stream_text_encoder(self.arch, budget)
         self.embeddings.ensure(texts)
         self.embeddings.release()
 

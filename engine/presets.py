@@ -1,23 +1,28 @@
 """Memory presets for 80, 24, 16, 12 and 8 GB GPUs, and the memory model behind them.
 
-The model is arithmetic over the architecture (pure Python, no torch), so `doctor` can suggest a
-preset and tests can check that every preset fits its budget at the largest shot it allows:
-- weights: the fusion layers (bf16 2 bytes/param, fp8 1 byte + 1/64 scale), the towers'
+The model is arithmetic over the architecture (nothing is allocated), so `doctor` can suggest a
+preset and tests can check that every preset fits its budget at the largest shot it allows.
+The pipeline's phases never overlap, so the peak is the largest of:
+- text encoding: the UMT5 encoder whole, or — when that would not fit — its blocks streamed
+  through two device slots with the token table left in CPU memory;
+- the DiT: the fusion layers (bf16 2 bytes/param, fp8 1 byte + 1/64 scale), the towers'
   non-layer parts (embeddings, audio conv stem, heads; always bf16);
 - the streamed layers' ring: `slots` layers on the device while the others sit in CPU memory;
 - activations of one forward at the shot's token count: the per-token modulation [L, 6, D], the
   residual streams of both CFG branches, the FFN hidden state and its GELU output, and the
   attention q/k/v/out — in bf16;
-- the VAE decode, which runs after the DiT's resident weights leave the GPU in low-memory
-  presets (`offload_dit_for_decode`), so the two peaks never add up.
-Figures for the text encoder do not count: it runs alone, before the DiT is loaded.
+- the VAE decode (engine.video_vae.decode_bytes_estimate: fp32 weights, output, activations
+  over the frame or one tile), which runs after the DiT's resident weights leave the GPU in
+  low-memory presets (`offload_dit_for_decode`), so the two never add up.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.arch import Arch, DiTParams
-from engine.offload import auto_blocks_to_swap, streamed_layers
+from engine.arch import Arch, DiTParams, T5Params
+from engine.offload import HEADROOM, auto_blocks_to_swap, streamed_layers
+from engine.text import TEXT_BATCH, TEXT_LEN
+from engine.video_vae import Tiling, decode_bytes_estimate
 
 GB = 1 << 30
 SLOTS = 2
@@ -117,21 +122,43 @@ def activation_bytes(arch: Arch, video_tokens: int, audio_tokens: int) -> int:
     return int((modulation + streams + ffn + attention) * 1.25)  # 25%: allocator and temporaries
 
 
-def vae_decode_bytes(height: int, width: int, tiled: bool, tile: int = 256) -> int:
-    """Peak of the Wan2.2 VAE decode of one latent frame (4 output frames) in fp32: the widest
-    stage holds 256 channels x 4 frames at full resolution, three such tensors at once."""
-    h, w = (min(height, tile), min(width, tile)) if tiled else (height, width)
-    return int(3 * 256 * 4 * h * w * 4 + 0.7 * GB)  # + the VAE's own weights and caches
+def text_encoder_bytes(p: T5Params, *, streamed: bool) -> int:
+    """Peak device bytes of encoding one batch of prompts with the UMT5 encoder (bf16): all of
+    it resident, or streamed (engine.text: the token table stays in CPU memory, blocks pass
+    through a ring of `SLOTS` device buffers)."""
+    block_linear = (4 * p.dim * p.dim_attn + 3 * p.dim * p.dim_ffn) * 2
+    block_other = (p.num_buckets * p.num_heads + 2 * p.dim) * 2
+    embedding = p.vocab * p.dim * 2
+    batch, tokens = TEXT_BATCH, TEXT_LEN
+    # position bias, logits, softmax (fp32) and the hidden states, q/k/v and the FFN's hidden
+    activations = 3 * batch * p.num_heads * tokens * tokens * 4 + batch * tokens * (6 * p.dim + 3 * p.dim_ffn) * 2
+    resident = p.num_layers * block_other + p.dim * 2 + activations
+    if streamed:
+        return resident + SLOTS * block_linear
+    return resident + p.num_layers * block_linear + embedding
+
+
+def stream_text_encoder(arch: Arch, budget_bytes: int) -> bool:
+    """Stream the text encoder's blocks when the whole encoder would not fit the budget."""
+    return text_encoder_bytes(arch.t5, streamed=False) > budget_bytes * HEADROOM
 
 
 def peak_bytes(arch: Arch, preset: Preset, blocks_to_swap: int, *, height: int, width: int,
                video_tokens: int, audio_tokens: int) -> int:
+    """The largest of the pipeline's three phases (they never overlap): text encoding, the
+    DiT's denoising, the VAE decode."""
     weights = weight_bytes(arch, fp8=preset.fp8, blocks_to_swap=blocks_to_swap)
     dit = weights + activation_bytes(arch, video_tokens, audio_tokens)
-    decode = vae_decode_bytes(height, width, preset.tiled_vae)
+    h, w = height // 16, width // 16
+    _, ph, pw = arch.video_dit.patch_size
+    latent_frames = video_tokens // ((h // ph) * (w // pw))
+    decode = decode_bytes_estimate((1, arch.video_dit.in_dim, latent_frames, h, w), arch.video_vae,
+                                   Tiling() if preset.tiled_vae else None)
     if not preset.offload_dit_for_decode:
         decode += weights
-    return max(dit, decode)
+    budget = preset.gpu_gb * GB
+    text = text_encoder_bytes(arch.t5, streamed=stream_text_encoder(arch, budget))
+    return max(text, dit, decode)
 
 
 def plan_memory(arch: Arch, preset: Preset, *, height: int, width: int, video_tokens: int,

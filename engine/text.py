@@ -28,9 +28,11 @@ from engine.embedding_cache import EmbeddingCache, embedding_key
 from engine.errors import CheckpointError
 from engine.fingerprint import file_fingerprint, folder_fingerprint
 from engine.layout import T5_WEIGHTS, TOKENIZER_DIR
+from engine.offload import LayerStreamer, stream_layers
 from engine.pth_weights import download_hint, load_strict, read_pth_state_dict
 
 TEXT_LEN = 512  # every text is padded (and truncated) to this many tokens, EOS included
+TEXT_BATCH = 3  # the reference encodes [prompt, video negative, audio negative] together
 MAX_DISTANCE = 128  # relative-position buckets reach this far (fixed by the architecture)
 
 
@@ -140,11 +142,19 @@ class T5Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(p) for _ in range(p.num_layers))
         self.norm = RMSNorm(p.dim)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.token_embedding(ids)
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor,
+                streamer: LayerStreamer | None = None) -> torch.Tensor:
+        """streamer: the blocks' weights stream in (`stream_t5_encoder`); the token table may
+        then sit in CPU memory, so the lookup happens where the table is."""
+        table = self.token_embedding.weight
+        x = self.token_embedding(ids.to(table.device)).to(mask.device)
         shared = None if self.pos_embedding is None else self.pos_embedding(x.size(1))
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if streamer is not None:
+                streamer.before(i)
             x = block(x, mask, shared)
+            if streamer is not None:
+                streamer.after(i)
         return self.norm(x)
 
 
@@ -156,6 +166,14 @@ def load_t5_encoder(ckpt_dir: str | Path, params: T5Params, *, device="cpu",
         model = T5Encoder(params)
     load_strict(model, state, root, T5_WEIGHTS)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def stream_t5_encoder(model: T5Encoder, device) -> LayerStreamer:
+    """Put a CPU-held encoder on `device` with every block streamed through two slots and the
+    token table (1 GB of the 11 GB at full size) left in CPU memory."""
+    table = frozenset({id(model.token_embedding.weight)})
+    return stream_layers(model, [[block] for block in model.blocks], len(model.blocks), device,
+                         keep_on_cpu=table)
 
 
 def load_tokenizer(ckpt_dir: str | Path):
@@ -175,10 +193,16 @@ def load_tokenizer(ckpt_dir: str | Path):
 class TextEncoder:
     """Tokenizer + T5 encoder: texts -> one [n_tokens, dim] embedding per text (n <= 512)."""
 
-    def __init__(self, ckpt_dir: str | Path, params: T5Params, *, device="cpu", dtype=torch.bfloat16):
+    def __init__(self, ckpt_dir: str | Path, params: T5Params, *, device="cpu", dtype=torch.bfloat16,
+                 stream: bool = False):
         self.device = torch.device(device)
         self.tokenizer = load_tokenizer(ckpt_dir)
-        self.model = load_t5_encoder(ckpt_dir, params, device=self.device, dtype=dtype)
+        self.streamer = None
+        if stream:
+            self.model = load_t5_encoder(ckpt_dir, params, device="cpu", dtype=dtype)
+            self.streamer = stream_t5_encoder(self.model, self.device)
+        else:
+            self.model = load_t5_encoder(ckpt_dir, params, device=self.device, dtype=dtype)
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> list[torch.Tensor]:
@@ -187,7 +211,7 @@ class TextEncoder:
                                max_length=TEXT_LEN, add_special_tokens=True, return_tensors="pt")
         ids = batch.input_ids.to(self.device)
         mask = batch.attention_mask.to(self.device)
-        hidden = self.model(ids, mask)
+        hidden = self.model(ids, mask, self.streamer)
         lengths = mask.gt(0).sum(dim=1).tolist()
         return [h[:n].cpu() for h, n in zip(hidden, lengths)]
 
@@ -200,8 +224,6 @@ class PromptEmbeddings:
     before the fusion model needs the memory.
     """
 
-    BATCH = 3  # the reference encodes [prompt, video negative, audio negative] together
-
     def __init__(self, ckpt_dir: str | Path, params: T5Params, cache: EmbeddingCache, *, device="cpu",
                  dtype=torch.bfloat16):
         self.ckpt_dir = Path(ckpt_dir)
@@ -211,6 +233,7 @@ class PromptEmbeddings:
         self.dtype = dtype
         self.identity = "t5=" + file_fingerprint(self.ckpt_dir / T5_WEIGHTS) + ";tokenizer=" + \
             folder_fingerprint(self.ckpt_dir, [TOKENIZER_DIR])
+        self.stream = False  # stream the encoder's blocks (set by the pipeline's memory plan)
         self.encoded_texts = 0  # texts this object has run through the encoder
         self._encoder: TextEncoder | None = None
         self._memo: dict[str, torch.Tensor] = {}
@@ -233,10 +256,11 @@ class PromptEmbeddings:
         if not missing:
             return
         if self._encoder is None:
-            self._encoder = TextEncoder(self.ckpt_dir, self.params, device=self.device, dtype=self.dtype)
+            self._encoder = TextEncoder(self.ckpt_dir, self.params, device=self.device, dtype=self.dtype,
+                                        stream=self.stream)
         keys = list(missing)
-        for start in range(0, len(keys), self.BATCH):
-            batch = keys[start:start + self.BATCH]
+        for start in range(0, len(keys), TEXT_BATCH):
+            batch = keys[start:start + TEXT_BATCH]
             for key, embedding in zip(batch, self._encoder.encode([missing[k] for k in batch])):
                 self.cache.put(key, embedding)
                 self._memo[key] = embedding

@@ -18,6 +18,7 @@ the measurements). Auto mode therefore tiles only when an untiled decode would n
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,16 +129,28 @@ def build_autoencoder(p: VideoVAEParams):
         in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4)
 
 
-def decode_bytes_estimate(latent_shape: tuple[int, ...], p: VideoVAEParams) -> int:
-    """A conservative estimate of the peak extra memory of an untiled decode of [B, 48, F, h, w]:
-    the fp32 output (and its concatenation copy) plus a dozen full-resolution activations of the
-    last decoder stage over one 4-frame chunk with its 2-frame causal cache."""
+@functools.cache
+def weight_bytes(p: VideoVAEParams) -> int:
+    """Device bytes of the VAE's weights as we hold them (fp32; see the module docstring)."""
+    with torch.device("meta"):
+        model = build_autoencoder(p)
+    return 4 * sum(t.numel() for t in model.parameters())
+
+
+def decode_bytes_estimate(latent_shape: tuple[int, ...], p: VideoVAEParams,
+                          tiling: Tiling | None = None) -> int:
+    """A conservative estimate of the peak device memory of decoding [B, 48, F, h, w]: the
+    weights, the fp32 output (and its concatenation copy), and a dozen full-resolution
+    activations of the last decoder stage over one 4-frame chunk with its 2-frame causal cache
+    — over the whole frame, or over one tile when tiled."""
     _, _, f, h, w = latent_shape
     frames = 1 + 4 * (f - 1)
     output = 3 * frames * (16 * h) * (16 * w) * 4
+    if tiling is not None:
+        h, w = min(h, tiling.size // 16), min(w, tiling.size // 16)
     widest = p.dec_dim * max(p.dim_mult[0], 1)
     activations = 12 * widest * 6 * (8 * h) * (8 * w) * 4
-    return 2 * output + activations
+    return weight_bytes(p) + 2 * output + activations
 
 
 class VideoVAE:
@@ -196,5 +209,5 @@ class VideoVAE:
         """True when an untiled decode would not fit in the device's free memory."""
         if self.device.type != "cuda":
             return False
-        free, _ = torch.cuda.mem_get_info(self.device)
-        return decode_bytes_estimate(latent_shape, self.params) > free
+        free, _ = torch.cuda.mem_get_info(self.device)  # the weights are already on the device
+        return decode_bytes_estimate(latent_shape, self.params) - weight_bytes(self.params) > free

@@ -126,10 +126,17 @@ def test_swapping_and_offload_give_the_same_shot_and_load_once(pipeline, short_c
     assert swapped._model is None and swapped._streamer is None
 
 
-def test_presets_fill_the_memory_settings(short_ckpt, tmp_path):
+def test_presets_fill_the_memory_settings(short_ckpt, tmp_path, monkeypatch):
     small = OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, preset="8gb")
     assert (small.fp8, small.tiled_vae, small.offload, small.blocks_to_swap) == ("scaled", True, True, "auto")
     assert small.describe()["preset"] == "8gb"
+    # the text encoder streams when the memory model says the preset's budget is too small
+    import engine.pipeline as pipeline_module
+    budgets = []
+    monkeypatch.setattr(pipeline_module, "stream_text_encoder",
+                        lambda arch, budget: budgets.append(budget) or True)
+    small.encode_prompts(["a fox"])
+    assert budgets == [8 << 30] and small.embeddings.stream and small.embeddings.encoded_texts == 1
     explicit = OviPipeline(short_ckpt, "720x720_5s", cache_dir=tmp_path, preset="12gb", blocks_to_swap=3)
     assert (explicit.fp8, explicit.blocks_to_swap) == (False, 3)
     with pytest.raises(ValueError, match="unknown preset"):

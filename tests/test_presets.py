@@ -3,7 +3,9 @@ fits its budget for the shots it is meant for."""
 import pytest
 
 from engine.arch import Arch
-from engine.presets import GB, PRESETS, plan_memory, suggest_preset, weight_bytes
+from engine.presets import (GB, PRESETS, plan_memory, stream_text_encoder, suggest_preset,
+                            text_encoder_bytes, weight_bytes)
+from engine.video_vae import Tiling, decode_bytes_estimate
 from engine.variants import VARIANTS, snap_t2v_size, video_tokens
 
 
@@ -30,6 +32,23 @@ def test_low_memory_targets_of_issue_6():
     fp8 = _plan("8gb", "720x720_5s")
     assert fp8.peak_bytes <= 8 * GB and PRESETS["8gb"].fp8
     assert _plan("80gb", "960x960_10s").blocks_to_swap == 0
+
+
+def test_the_text_encoder_streams_only_where_it_does_not_fit():
+    t5 = Arch().t5
+    whole = text_encoder_bytes(t5, streamed=False)
+    assert 2 * 5_680_910_336 < whole < 2 * 5_680_910_336 + GB  # weights + one batch's activations
+    assert text_encoder_bytes(t5, streamed=True) < 2 * GB
+    assert [stream_text_encoder(Arch(), PRESETS[p].gpu_gb * GB) for p in ("80gb", "24gb", "16gb", "12gb", "8gb")] \
+        == [False, False, False, True, True]
+
+
+def test_the_vae_decode_counts_its_weights_and_tiles_shrink_it():
+    shape = (1, 48, 31, 45, 45)  # 720x720, 121 frames
+    untiled, tiled = (decode_bytes_estimate(shape, Arch().video_vae, t) for t in (None, Tiling()))
+    weights = 4 * 704_688_668  # the published VAE's parameters, held in fp32
+    output = 3 * 121 * 720 * 720 * 4
+    assert untiled > tiled > weights + 2 * output and untiled > 2 * tiled
 
 
 def test_swapping_grows_as_the_budget_shrinks():

@@ -82,3 +82,4 @@ def test_memory_estimate_grows_with_the_frame():
     large = decode_bytes_estimate((1, 48, 61, 44, 80), params)
     assert 0 < small < large
     assert large > 3 * 241 * 704 * 1280 * 4  # at least the fp32 output itself
+    assert decode_bytes_estimate((1, 48, 61, 44, 80), params, Tiling()) < large
