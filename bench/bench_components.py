@@ -3,6 +3,13 @@
 
     .venv/bin/python bench/bench_components.py            # CUDA at published sizes when present
     .venv/bin/python bench/bench_components.py --tiny     # the tiny test sizes (CPU-friendly)
+    .venv/bin/python bench/bench_components.py --vae-ckpt-dir /models/ovi   # + tiling error
+
+With `--vae-ckpt-dir` (a folder holding the published Wan2.2-TI2V-5B/Wan2.2_VAE.pth) it also
+measures how far the tiled decode is from the untiled one on the trained weights: a synthetic
+clip (moving gradients and edges) is encoded, then decoded both ways; max |diff|, mean |diff|
+(in [-1, 1] pixel units) and PSNR are printed. Random weights make this figure meaningless
+(COMPONENTS.md), which is why it needs the real file.
 
 Published sizes: T5 on 3 texts of 512 tokens; VAE decode of a 960x960_10s latent at 704x1280
 (61 latent frames -> 241 frames); audio decode of 314 latents (10 s). Tiny sizes: the tiny
@@ -20,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.arch import Arch, parse_arch  # noqa: E402
+from engine.arch import Arch, load_arch, parse_arch  # noqa: E402
 from engine.audio_vae import AudioVAEDecoder  # noqa: E402
 from engine.testing.tiny_checkpoint import TINY_ARCH  # noqa: E402
 from engine.text import T5Encoder  # noqa: E402
@@ -93,11 +100,35 @@ def bench_audio(arch, device, latents, repeats):
         return [(f"audio decode, {latents} latents", *measure(lambda: vocoder(decoder(z)), device, repeats))]
 
 
+def synthetic_clip(frames: int, height: int, width: int) -> torch.Tensor:
+    """[1, 3, frames, H, W] in [-1, 1]: smooth gradients plus a moving hard-edged square, the
+    two things tile seams disturb."""
+    t = torch.linspace(0, 1, frames).view(frames, 1, 1)
+    y = torch.linspace(-1, 1, height).view(1, height, 1)
+    x = torch.linspace(-1, 1, width).view(1, 1, width)
+    red = torch.sin(3 * x + 2 * t) * torch.cos(2 * y)
+    green = (x * y + t - 0.5).clamp(-1, 1)
+    square = ((x - (t - 0.5)).abs() < 0.25) & ((y - 0.2).abs() < 0.25)
+    blue = torch.where(square, 0.9, -0.6).expand(frames, height, width)
+    return torch.stack([red.expand(frames, height, width), green, blue]).unsqueeze(0)
+
+
+def tiling_error(vae: VideoVAE, clip: torch.Tensor, tiling: Tiling) -> tuple[float, float, float]:
+    """(max |diff|, mean |diff|, PSNR in dB over the [-1, 1] range) of tiled vs untiled decode."""
+    latents = vae.encode(clip)
+    untiled, tiled = vae.decode(latents), vae.decode(latents, tiling)
+    diff = (tiled - untiled).abs()
+    mse = diff.pow(2).mean().item()
+    return diff.max().item(), diff.mean().item(), 10 * math.log10(4 / mse) if mse else math.inf
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny test sizes (default off CUDA)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--vae-ckpt-dir", type=Path, help="checkpoint folder with the published "
+                        "Wan2.2_VAE.pth: also measure the tiled decode's error on trained weights")
     args = parser.parse_args()
     device = torch.device(args.device)
     tiny = args.tiny or device.type != "cuda"
@@ -112,6 +143,14 @@ def main() -> None:
     print(f"{'component':<42} {'seconds':>9} {'peak GiB':>9}")
     for name, seconds, peak in rows:
         print(f"{name:<42} {seconds:>9.3f} {'-' if peak is None else f'{peak / 2**30:.2f}':>9}")
+    if args.vae_ckpt_dir:
+        vae = VideoVAE.load(args.vae_ckpt_dir, load_arch(args.vae_ckpt_dir).video_vae, device=device)
+        clip = synthetic_clip(17, 704, 1280).to(device)
+        print(f"\nVAE weights: {args.vae_ckpt_dir}")
+        print(f"{'tiled vs untiled decode':<42} {'max':>7} {'mean':>7} {'PSNR dB':>8}")
+        for tiling in (Tiling(), Tiling(384, 256), Tiling(512, 384)):
+            worst, mean, psnr = tiling_error(vae, clip, tiling)
+            print(f"{f'tiles {tiling.size}/{tiling.stride}, 704x1280x17':<42} {worst:>7.4f} {mean:>7.4f} {psnr:>8.2f}")
 
 
 if __name__ == "__main__":
