@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_memory.py                      # CUDA when present, else tiny CPU sizes
     .venv/bin/python bench/bench_memory.py --swap 20 --steps 50 # a GPU run at 720x720_5s
     .venv/bin/python bench/bench_memory.py --no-reference       # ours only
+    .venv/bin/python bench/bench_memory.py --compile            # + rows with torch.compile'd layers
 
 Both run the same random weights (ours materialised on the device, copied into the reference's
 model) at the same shot size and settings (UniPC, CFG on, SLG), with the text encoder and VAEs
@@ -147,10 +148,12 @@ def run_reference(path: Path, ours, shot: Shot, settings: SamplerSettings, devic
                torch.from_numpy(video).bfloat16(), torch.from_numpy(audio).T.contiguous().bfloat16())
 
 
-def build(video, audio, device, *, fp8: bool, swap: int):
+def build(video, audio, device, *, fp8: bool, swap: int, compiled: bool = False):
     model = random_model(video, audio, device)
     if fp8:
         quantize_fusion_layers(model)
+    if compiled:  # compiled in the warm-up step, which is not timed
+        model.compile_layers()
     streamer = None
     if swap:
         move_except(model, "cpu")
@@ -172,6 +175,7 @@ def main(argv=None) -> None:
     parser.add_argument("--swap", type=int, help="fusion layers streamed (default 2/3 of them)")
     parser.add_argument("--reference", type=Path, default=Path("/work/ovi-ref"))
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -198,9 +202,13 @@ def main(argv=None) -> None:
     rows.insert(0, run_ours("ours, resident bf16", resident, shot, settings, device))
     attention = resident.attention_backend
     del resident
-    for label, fp8, n in ((f"ours, swap {swap}", False, swap), ("ours, fp8 scaled", True, 0),
-                          (f"ours, fp8 scaled + swap {swap}", True, swap)):
-        model, streamer = build(video, audio, device, fp8=fp8, swap=n)
+    configurations = [(f"ours, swap {swap}", False, swap, False), ("ours, fp8 scaled", True, 0, False),
+                      (f"ours, fp8 scaled + swap {swap}", True, swap, False)]
+    if args.compile:
+        configurations += [("ours, compiled", False, 0, True),
+                           (f"ours, compiled + swap {swap}", False, swap, True)]
+    for label, fp8, n, compiled in configurations:
+        model, streamer = build(video, audio, device, fp8=fp8, swap=n, compiled=compiled)
         rows.append(run_ours(label, model, shot, settings, device, streamer))
         del model, streamer
         if device.type == "cuda":

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.arch import Arch, DiTParams, T5Params
+from engine.math import ROPE_CHUNK
 from engine.offload import HEADROOM, auto_blocks_to_swap, streamed_layers
 from engine.text import TEXT_BATCH, TEXT_LEN
 from engine.video_vae import Tiling, decode_bytes_estimate
@@ -112,13 +113,18 @@ def weight_bytes(arch: Arch, *, fp8: bool, blocks_to_swap: int) -> int:
 
 
 def activation_bytes(arch: Arch, video_tokens: int, audio_tokens: int) -> int:
-    """Peak bytes of activations inside one fusion layer with both CFG branches alive."""
+    """Peak bytes of activations inside one fusion layer with both CFG branches alive (the
+    attention and FFN phases counted together: a conservative sum)."""
     d, f = arch.video_dit.dim, arch.video_dit.ffn_dim
     tokens = video_tokens + audio_tokens
-    modulation = tokens * 7 * d * 2  # e [L, D] and e0 [L, 6, D], shared by both branches
+    # e [L, D] and e0 [L, 6, D], shared by both branches, and a block's modulation (its offsets
+    # + e0, materialised) [L, 6, D]
+    modulation = tokens * 13 * d * 2
     streams = 2 * tokens * d * 2  # both branches' residual streams
     ffn = video_tokens * f * 2 * 2  # hidden + GELU output
-    attention = 4 * video_tokens * d * 2
+    # q, k, v, out in bf16, plus RoPE's float64 temporaries over one chunk of tokens (the
+    # input, the rotated product and the concatenation, 8 bytes each)
+    attention = video_tokens * d * 4 * 2 + min(video_tokens, ROPE_CHUNK) * d * 3 * 8
     return int((modulation + streams + ffn + attention) * 1.25)  # 25%: allocator and temporaries
 
 

@@ -177,3 +177,15 @@ def test_cuda_forward_agrees_with_cpu(tiny, tiny_root):
         out = gpu(video.to(cuda), audio.to(cuda), t.to(cuda), vneg.to(cuda), aneg.to(cuda), slg_layer=2)
     for o, r in zip(out, ref):
         assert ((o.cpu().float() - r.float()).norm() / r.float().norm()).item() < 0.02
+
+
+def test_rope_in_chunks_gives_the_same_bits(tiny, monkeypatch):
+    """RoPE runs ROPE_CHUNK tokens at a time to bound its float64 temporaries; the tiny shots
+    fit one chunk, so force several (including a ragged last one) and compare."""
+    import engine.math
+    video, audio, t, text, vneg, aneg = _inputs()
+    with torch.inference_mode():
+        whole = tiny(video, audio, t, vneg, aneg)
+        monkeypatch.setattr(engine.math, "ROPE_CHUNK", 5)  # 48 video and 12 audio tokens
+        chunked = tiny(video, audio, t, vneg, aneg)
+    assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
