@@ -94,19 +94,71 @@ def test_image(height: int, width: int, mode: str, seed: int) -> Image.Image:
 
 # --- reference runs -----------------------------------------------------------------------------
 
-def reference_t5(ref, ckpt: Path) -> dict[str, torch.Tensor]:
+def reference_text_model(ref, ckpt: Path, arch, device="cpu"):
+    """The reference's T5EncoderModel over `ckpt`'s weights, sized by `arch` (its constructor
+    only knows the full size, so the object is assembled: same attributes, same __call__)."""
     t5 = ref.module("ovi.modules.t5")
     tok = ref.module("ovi.modules.tokenizers")
-    p = tiny_arch().t5
+    p = arch.t5
     model = t5.T5Encoder(vocab=p.vocab, dim=p.dim, dim_attn=p.dim_attn, dim_ffn=p.dim_ffn, num_heads=p.num_heads,
                          num_layers=p.num_layers, num_buckets=p.num_buckets, shared_pos=p.shared_pos,
                          dropout=p.dropout)
     model = model.to(torch.bfloat16).eval().requires_grad_(False)
     model.load_state_dict(torch.load(ckpt / T5_WEIGHTS, map_location="cpu"))
-    # T5EncoderModel without its full-size constructor: same attributes, same __call__
     encoder = object.__new__(t5.T5EncoderModel)
-    encoder.model = model
+    encoder.model = model.to(device)
+    encoder.device = device
     encoder.tokenizer = tok.HuggingfaceTokenizer(name=str(ckpt / TOKENIZER_DIR), seq_len=512, clean="whitespace")
+    return encoder
+
+
+def reference_video_vae_model(ref, ckpt: Path, arch, device="cpu"):
+    """The reference's Wan2_2_VAE over `ckpt`'s weights, sized by `arch`, in bf16 as
+    OviFusionEngine keeps it (wrapped_* run it under fp32 autocast)."""
+    vae_mod = ref.module("ovi.modules.vae2_2")
+    p = arch.video_vae
+    original = vae_mod._video_vae
+    vae_mod._video_vae = functools.partial(original, dec_dim=p.dec_dim, num_res_blocks=p.num_res_blocks)
+    try:
+        vae = vae_mod.Wan2_2_VAE(z_dim=p.z_dim, c_dim=p.dim, vae_pth=str(ckpt / VIDEO_VAE_WEIGHTS),
+                                 dim_mult=list(p.dim_mult), temperal_downsample=list(p.temperal_downsample),
+                                 device=device)
+    finally:
+        vae_mod._video_vae = original
+    vae.model = vae.model.bfloat16()
+    return vae
+
+
+class ReferenceAudioDecoder(torch.nn.Module):
+    """MMAudio's VAE decoder + BigVGAN as the reference's FeaturesUtils runs them (weight norm
+    folded, bf16, decode then vocode under bf16 autocast), built at `arch`'s sizes."""
+
+    def __init__(self, ref, ckpt: Path, arch):
+        from omegaconf import OmegaConf
+
+        super().__init__()
+        vae_mod = ref.module("ovi.modules.mmaudio.ext.autoencoder.vae")
+        bigvgan = ref.module("ovi.modules.mmaudio.ext.bigvgan.models")
+        vae = vae_mod.VAE(data_dim=arch.audio_vae.data_dim, embed_dim=arch.audio_vae.embed_dim,
+                          hidden_dim=arch.audio_vae.hidden_dim).eval()
+        vae.load_state_dict(torch.load(ckpt / AUDIO_VAE_WEIGHTS, weights_only=True, map_location="cpu"))
+        vae.remove_weight_norm()
+        h = OmegaConf.load(Path(ref.root) / "ovi/modules/mmaudio/ext/bigvgan/bigvgan_vocoder.yml")
+        for key, value in json.loads(json.dumps(arch.to_json()["vocoder"])).items():
+            h[key] = value
+        vocoder = bigvgan.BigVGANVocoder(h).eval()
+        vocoder.load_state_dict(torch.load(ckpt / VOCODER_WEIGHTS, map_location="cpu", weights_only=True)["generator"])
+        vocoder.remove_weight_norm()
+        self.vae, self.vocoder = vae.bfloat16(), vocoder.bfloat16()  # the engine's cast after folding
+
+    @torch.no_grad()
+    def wrapped_decode(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.amp.autocast("cuda", dtype=torch.bfloat16):
+            return self.vocoder(self.vae.decode(z))
+
+
+def reference_t5(ref, ckpt: Path) -> dict[str, torch.Tensor]:
+    encoder = reference_text_model(ref, ckpt, tiny_arch())
     with torch.no_grad():
         outputs = encoder(TEXTS[:3], "cpu") + encoder(TEXTS[3:], "cpu")  # batches of 3, as in generate()
     return {f"t5.{i}": o.contiguous() for i, o in enumerate(outputs)}
@@ -115,17 +167,7 @@ def reference_t5(ref, ckpt: Path) -> dict[str, torch.Tensor]:
 def reference_video_vae(ref, ckpt: Path) -> dict[str, torch.Tensor]:
     from tests.golden.refenv import cuda_autocast_emulation
 
-    vae_mod = ref.module("ovi.modules.vae2_2")
-    p = tiny_arch().video_vae
-    original = vae_mod._video_vae
-    vae_mod._video_vae = functools.partial(original, dec_dim=p.dec_dim, num_res_blocks=p.num_res_blocks)
-    try:
-        vae = vae_mod.Wan2_2_VAE(z_dim=p.z_dim, c_dim=p.dim, vae_pth=str(ckpt / VIDEO_VAE_WEIGHTS),
-                                 dim_mult=list(p.dim_mult), temperal_downsample=list(p.temperal_downsample),
-                                 device="cpu")
-    finally:
-        vae_mod._video_vae = original
-    vae.model = vae.model.bfloat16()  # as OviFusionEngine does; wrapped_* run it under fp32 autocast
+    vae = reference_video_vae_model(ref, ckpt, tiny_arch())
     video, latents = video_inputs()
     with torch.no_grad(), cuda_autocast_emulation():
         encoded = vae.wrapped_encode(video)
@@ -134,29 +176,14 @@ def reference_video_vae(ref, ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 def reference_audio(ref, ckpt: Path) -> dict[str, torch.Tensor]:
-    from omegaconf import OmegaConf
-
     from tests.golden.refenv import cuda_autocast_emulation
 
-    arch = tiny_arch()
-    vae_mod = ref.module("ovi.modules.mmaudio.ext.autoencoder.vae")
-    bigvgan = ref.module("ovi.modules.mmaudio.ext.bigvgan.models")
-    vae = vae_mod.VAE(data_dim=arch.audio_vae.data_dim, embed_dim=arch.audio_vae.embed_dim,
-                      hidden_dim=arch.audio_vae.hidden_dim).eval()
-    vae.load_state_dict(torch.load(ckpt / AUDIO_VAE_WEIGHTS, weights_only=True, map_location="cpu"))
-    vae.remove_weight_norm()
-    h = OmegaConf.load(Path(ref.root) / "ovi/modules/mmaudio/ext/bigvgan/bigvgan_vocoder.yml")
-    for key, value in json.loads(json.dumps(arch.to_json()["vocoder"])).items():
-        h[key] = value
-    vocoder = bigvgan.BigVGANVocoder(h).eval()
-    vocoder.load_state_dict(torch.load(ckpt / VOCODER_WEIGHTS, map_location="cpu", weights_only=True)["generator"])
-    vocoder.remove_weight_norm()
-    vae, vocoder = vae.bfloat16(), vocoder.bfloat16()  # the engine's cast after folding
+    decoder = ReferenceAudioDecoder(ref, ckpt, tiny_arch())
     z = audio_inputs()
     with torch.no_grad(), cuda_autocast_emulation():
         with torch.amp.autocast("cuda", dtype=torch.bfloat16):  # FeaturesUtils.wrapped_decode
-            mel = vae.decode(z)
-            wav = vocoder(mel)
+            mel = decoder.vae.decode(z)
+            wav = decoder.vocoder(mel)
     return {"latents": z, "mel": mel.contiguous(), "waveform": wav.contiguous()}
 
 
