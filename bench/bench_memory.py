@@ -1,29 +1,40 @@
-"""Side by side: the official Ovi denoising loop and ours, resident, block-swapped, fp8, fp8+swap.
+"""Side by side, end to end: the official Ovi pipeline and ours on one random checkpoint folder.
 
     .venv/bin/python bench/bench_memory.py                      # CUDA when present, else tiny CPU sizes
-    .venv/bin/python bench/bench_memory.py --swap 20 --steps 50 # a GPU run at 720x720_5s
-    .venv/bin/python bench/bench_memory.py --no-reference       # ours only
+    .venv/bin/python bench/bench_memory.py --steps 50 --swap 20 # a GPU run at 720x720_5s
+    .venv/bin/python bench/bench_memory.py --configs resident,12gb,8gb --no-reference
     .venv/bin/python bench/bench_memory.py --compile            # + rows with torch.compile'd layers
 
-Both run the same random weights (ours materialised on the device, copied into the reference's
-model) at the same shot size and settings (UniPC, CFG on, SLG), with the text encoder and VAEs
-stood in by fixed embeddings, so the times are the denoising loop's. The reference runs through
-its own `OviFusionEngine.generate` from a git-ignored copy in `.ovi-ref/` (copied from
-`--reference`, never committed); on the CPU it runs as tests/golden/refenv.py runs it for the
-goldens (CUDA autocast emulated, flash-attn on SDPA), on CUDA with its own flash-attn calls.
+The folder holds every checkpoint file in its real format with random weights
+(engine.testing.tiny_checkpoint): published sizes on CUDA, written once into
+cache/bench-checkpoint/ (about 40 GB, git-ignored); the tiny sizes with a short clip on the CPU.
+A shot is what each pipeline does for one prompt: text encoding, denoising (UniPC, CFG on, SLG),
+audio and video decode.
+- The official `OviFusionEngine` runs from a git-ignored copy in `.ovi-ref/` (copied from
+  `--reference`, never committed) with its own networks loaded from the same files and kept
+  resident, as it keeps them (tests/golden/make_*_goldens.py build them at the folder's sizes);
+  on the CPU through tests/golden/refenv.py (CUDA autocast emulated, flash-attn on SDPA).
+- Ours is `OviPipeline` with each configuration's settings. Its prompts are encoded first, as a
+  render does (one text-encoder load for every shot); that phase's peak counts, its time is
+  printed apart.
+Each pipeline renders a warm-up shot (1 step: loading, compiling, fp8 conversion), then the
+timed shot with a new prompt.
 
-Columns: total denoise time, time per step, peak device memory (CUDA allocator; on the CPU the
-device-resident weight bytes instead, RSS being meaningless per row), and how the final latents
-compare with ours resident: bit-identical (swap must be), or the relative error (fp8, and the
-reference, which differs by kernel choice and summation order).
+Columns: end-to-end seconds of the timed shot, seconds per denoising step, peak device memory
+(CUDA allocator peak over the shot and our text encoding; on the CPU the fusion weights the
+device holds, RSS being meaningless per row), and how the shot's frames and audio compare with
+ours resident: bit-identical (swap must be), or relative errors (fp8, compile, and the
+official code, which differs by kernel choice and summation order).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +44,27 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests" / "golden")]
 
-from bench_dit import FULL_SHOTS, TINY_SHOTS, Shot, random_model, step_flops  # noqa: E402
-from engine.arch import AUDIO_DIT, VIDEO_DIT, parse_arch  # noqa: E402
-from engine.checkpoint import quantize_fusion_layers  # noqa: E402
+from bench_dit import Shot, step_flops  # noqa: E402
+from engine.arch import load_arch  # noqa: E402
 from engine.fp8 import relative_error  # noqa: E402
-from engine.offload import move_except, stream_model  # noqa: E402
-from engine.sampling import SamplerSettings, denoise, peak_memory_bytes, reset_peak_memory  # noqa: E402
-from engine.testing.tiny_checkpoint import TINY_ARCH  # noqa: E402
+from engine.layout import fusion_weights  # noqa: E402
+from engine.pipeline import OviPipeline, ShotRequest, frames_uint8  # noqa: E402
+from engine.sampling import SamplerSettings, peak_memory_bytes, reset_peak_memory  # noqa: E402
+from engine.testing.tiny_checkpoint import TINY_ARCH, write_tiny_checkpoint  # noqa: E402
+from engine.variants import get_variant, snap_t2v_size  # noqa: E402
 
 REF_COPY = REPO / ".ovi-ref"
+FULL_CHECKPOINT = REPO / "cache" / "bench-checkpoint"
 FETCH_HINT = ("git clone https://github.com/character-ai/Ovi .ovi-ref && "
               "git -C .ovi-ref checkout 5b69b25")
+VARIANT = "720x720_5s"
 SEED = 103
+PROMPTS = ("A lighthouse keeper climbs the stairs at dusk. <S>Storm's coming.<E> Audio: wind, creaking wood.",
+           "Rain on a tin roof at night, a cat watches from the window. Audio: steady rain, a soft purr.")
+NEGATIVES = ("jitter, bad hands, blur, distortion", "robotic, muffled, echo, distorted")
+# a short clip of the tiny checkpoint, so that a CPU smoke run (two full shots per row) is quick
+TINY_SHORT = {**copy.deepcopy(TINY_ARCH),
+              "variant": {"video_latent_length": 5, "audio_latent_length": 25, "video_area": 4096}}
 
 
 @dataclass
@@ -53,8 +73,8 @@ class Row:
     total_s: float
     step_s: float
     memory_bytes: int
-    video: torch.Tensor
-    audio: torch.Tensor
+    frames: torch.Tensor  # uint8 [F, H, W, 3]
+    audio: torch.Tensor  # float32 [samples]
 
 
 def _sync(device: torch.device) -> None:
@@ -62,43 +82,53 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(run, steps: int, device):
-    """One warm-up step (kernels, allocator, the streamer's first loads), then `steps` timed:
-    (result, seconds, peak device bytes)."""
-    run(1)
-    _sync(device)
-    reset_peak_memory(device)
-    start = time.perf_counter()
-    result = run(steps)
-    _sync(device)
-    return result, time.perf_counter() - start, peak_memory_bytes(device)
+def checkpoint_folder(device: torch.device, scratch: Path) -> Path:
+    """Published sizes on CUDA (kept for the next run), the short tiny clip on the CPU."""
+    if device.type != "cuda":
+        return write_tiny_checkpoint(scratch / "tiny", seed=0, arch_json=TINY_SHORT)
+    done = FULL_CHECKPOINT / ".complete"
+    if not done.exists():
+        print(f"writing a random full-size checkpoint to {FULL_CHECKPOINT} (once)", flush=True)
+        write_tiny_checkpoint(FULL_CHECKPOINT, seed=0, arch_json={"_comment": "random, published sizes"})
+        done.touch()
+    return FULL_CHECKPOINT
 
 
-def _texts(text_dim: int, device: torch.device):
-    g = torch.Generator().manual_seed(1)
-    return [torch.randn(n, text_dim, generator=g).bfloat16().to(device) for n in (100, 20, 30)]
+def request(prompt: str, steps: int, settings: SamplerSettings) -> ShotRequest:
+    return ShotRequest(prompt=prompt, video_negative=NEGATIVES[0], audio_negative=NEGATIVES[1],
+                       height=720, width=720, sampler=SamplerSettings(**{**settings.__dict__, "steps": steps}))
 
 
-def _device_weight_bytes(model, device: torch.device, streamer=None) -> int:
-    """Weights the device holds: the resident ones plus the streamer's slot ring."""
+def _device_weight_bytes(pipe: OviPipeline) -> int:
+    """Fusion weights the device holds: the resident ones plus the streamer's slot ring."""
+    streamer = pipe._streamer
     streamed = streamer.streamed_ids if streamer is not None else frozenset()
-    resident = sum(p.numel() * p.element_size() for p in model.parameters()
-                   if p.device == device and id(p) not in streamed)
+    resident = sum(p.numel() * p.element_size() for p in pipe._model.parameters()
+                   if p.device == pipe.device and id(p) not in streamed)
     return resident + (streamer.resident_bytes if streamer is not None else 0)
 
 
-def run_ours(name, model, shot: Shot, settings: SamplerSettings, device, streamer=None) -> Row:
-    text, vneg, aneg = _texts(model.video_model.params.text_dim, device)
-
-    def run(steps):
-        return denoise(model, settings=SamplerSettings(**{**settings.__dict__, "steps": steps}),
-                       text=text, video_negative=vneg, audio_negative=aneg,
-                       video_shape=shot.video_shape, audio_shape=shot.audio_shape, device=device,
-                       streamer=streamer)
-
-    (video, audio), total, peak = _timed(run, settings.steps, device)
-    memory = peak if device.type == "cuda" else _device_weight_bytes(model, device, streamer)
-    return Row(name, total, total / settings.steps, memory, video.cpu(), audio.cpu())
+def run_ours(name: str, ckpt: Path, options: dict, settings: SamplerSettings, device, cache: Path) -> Row:
+    pipe = OviPipeline(ckpt, VARIANT, device=device, cache_dir=cache, **options)
+    try:
+        reset_peak_memory(device)
+        started = time.perf_counter()
+        pipe.encode_prompts([*PROMPTS, *NEGATIVES])
+        _sync(device)
+        encode_s, encode_peak = time.perf_counter() - started, peak_memory_bytes(device)
+        pipe.generate(request(PROMPTS[0], 1, settings))  # warm-up: loading, compiling, fp8
+        _sync(device)
+        started = time.perf_counter()
+        result = pipe.generate(request(PROMPTS[1], settings.steps, settings))
+        _sync(device)
+        total = time.perf_counter() - started
+        memory = (max(encode_peak, result.peak_memory_bytes) if device.type == "cuda"
+                  else _device_weight_bytes(pipe))
+    finally:
+        pipe.close()
+    print(f"  {name}: text encoding {encode_s:.2f} s (all prompts, before the shots); "
+          f"shot phases {', '.join(f'{k} {v:.2f}' for k, v in result.timings.items())}", flush=True)
+    return Row(name, total, result.timings["denoise"] / settings.steps, memory, result.frames, result.audio)
 
 
 def copy_reference(source: Path) -> Path | None:
@@ -113,115 +143,132 @@ def copy_reference(source: Path) -> Path | None:
     return REF_COPY
 
 
-def run_reference(path: Path, ours, shot: Shot, settings: SamplerSettings, device) -> Row:
-    import make_fusion_goldens as goldens
+def run_reference(path: Path, ckpt: Path, settings: SamplerSettings, device) -> Row:
+    import make_component_goldens as components
+    import make_fusion_goldens as fusion
     import refenv
     on_cpu = device.type == "cpu"
-    text, vneg, aneg = _texts(ours.video_model.params.text_dim, device)
-    x = {"in.text": text, "in.video_negative": vneg, "in.audio_negative": aneg}
+    arch = load_arch(ckpt)
+    variant = arch.variant.apply(get_variant(VARIANT))
+    height, width = snap_t2v_size(720, 720, variant.video_area)
     emulation = refenv.cuda_autocast_emulation() if on_cpu else contextlib.nullcontext()
     with refenv.import_reference(path, on_cpu=on_cpu) as ref, torch.inference_mode(), emulation:
-        fusion = ref.module("ovi.modules.fusion")
-        with torch.device("meta"):
-            model = fusion.FusionModel(goldens._config(ours.video_model.params),
-                                       goldens._config(ours.audio_model.params))
-        model.load_state_dict({k: v.clone() for k, v in ours.state_dict().items()}, assign=True)
-        model = model.to(device, torch.bfloat16).eval()
-        model.set_rope_params()
-        engine, hw = goldens.reference_engine(ref, model, x, shot.video_shape, shot.audio_shape,
-                                              str(device))
+        model = fusion.reference_model(ref, arch, ckpt / fusion_weights(variant, False)).to(device)
+        engine = fusion.assemble_engine(
+            ref, model, components.reference_text_model(ref, ckpt, arch, str(device)),
+            components.reference_video_vae_model(ref, ckpt, arch, str(device)),
+            components.ReferenceAudioDecoder(ref, ckpt, arch).to(device),
+            video_shape=(arch.video_dit.in_dim, variant.video_latent_length, height // 16, width // 16),
+            audio_shape=(variant.audio_latent_length, arch.audio_dit.in_dim), area=variant.video_area,
+            device=str(device))
 
-        def run(steps):
-            video, audio, _ = engine.generate(
-                text_prompt="bench", video_frame_height_width=list(hw), seed=settings.seed,
+        def shot(prompt: str, steps: int):
+            result = engine.generate(
+                text_prompt=prompt, video_frame_height_width=[720, 720], seed=settings.seed,
                 solver_name=settings.solver, sample_steps=steps, shift=settings.shift,
                 video_guidance_scale=settings.video_guidance,
                 audio_guidance_scale=settings.audio_guidance, slg_layer=settings.slg_layer,
-                video_negative_prompt="v-", audio_negative_prompt="a-")
-            return video, audio
+                video_negative_prompt=NEGATIVES[0], audio_negative_prompt=NEGATIVES[1])
+            if result is None:
+                raise RuntimeError("the official generate() failed (its traceback is logged above)")
+            return result
 
-        (video, audio), total, peak = _timed(run, settings.steps, device)
-        memory = (peak if device.type == "cuda"
+        def timed(prompt: str, steps: int):
+            _sync(device)
+            reset_peak_memory(device)
+            started = time.perf_counter()
+            result = shot(prompt, steps)
+            _sync(device)
+            return result, time.perf_counter() - started
+
+        shot(PROMPTS[0], 1)  # warm-up
+        _, one_step = timed(PROMPTS[0], 1)
+        (video, audio, _), total = timed(PROMPTS[1], settings.steps)
+        memory = (peak_memory_bytes(device) if not on_cpu
                   else sum(p.numel() * p.element_size() for p in model.parameters()))
         del engine, model
-    return Row("official Ovi (5b69b25)", total, total / settings.steps, memory,
-               torch.from_numpy(video).bfloat16(), torch.from_numpy(audio).T.contiguous().bfloat16())
-
-
-def build(video, audio, device, *, fp8: bool, swap: int, compiled: bool = False):
-    model = random_model(video, audio, device)
-    if fp8:
-        quantize_fusion_layers(model)
-    if compiled:  # compiled in the warm-up step, which is not timed
-        model.compile_layers()
-    streamer = None
-    if swap:
-        move_except(model, "cpu")
-        streamer = stream_model(model, swap, device)
-    return model, streamer
+    # its steps are not timed apart from its decode: the difference of an N-step and a 1-step shot
+    step = (total - one_step) / (settings.steps - 1) if settings.steps > 1 else float("nan")
+    return Row("official Ovi (5b69b25)", total, step, memory,
+               frames_uint8(torch.from_numpy(video)), torch.from_numpy(audio).float().reshape(-1))
 
 
 def compare(row: Row, base: Row) -> str:
-    if torch.equal(row.video, base.video) and torch.equal(row.audio, base.audio):
+    if torch.equal(row.frames, base.frames) and torch.equal(row.audio, base.audio):
         return "bit-identical"
-    return (f"rel.err v {relative_error(row.video, base.video):.4f} "
-            f"a {relative_error(row.audio, base.audio):.4f}")
+    return (f"rel.err frames {relative_error(row.frames.float(), base.frames.float()):.4f} "
+            f"audio {relative_error(row.audio, base.audio):.4f}")
+
+
+def configurations(swap: int, compiled: bool) -> dict[str, tuple[str, dict]]:
+    """key -> (row label, OviPipeline options)."""
+    table = {
+        "resident": ("ours, resident bf16", {}),
+        "swap": (f"ours, swap {swap}", {"blocks_to_swap": swap}),
+        "fp8": ("ours, fp8 scaled", {"fp8": "scaled"}),
+        "fp8swap": (f"ours, fp8 scaled + swap {swap}", {"fp8": "scaled", "blocks_to_swap": swap}),
+        "12gb": ("ours, preset 12gb", {"preset": "12gb"}),
+        "8gb": ("ours, preset 8gb", {"preset": "8gb"}),
+    }
+    if compiled:
+        table["compiled"] = ("ours, compiled", {"compile": True})
+        table["compiledswap"] = (f"ours, compiled + swap {swap}", {"compile": True, "blocks_to_swap": swap})
+    return table
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, help="timed steps (default 50 on CUDA, 2 on the CPU)")
+    parser.add_argument("--steps", type=int, help="denoising steps of the timed shot (default 50 on CUDA, 2 on the CPU)")
     parser.add_argument("--swap", type=int, help="fusion layers streamed (default 2/3 of them)")
+    parser.add_argument("--configs", help="comma-separated subset of: resident, swap, fp8, fp8swap, "
+                                          "12gb, 8gb (and compiled, compiledswap with --compile)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers")
     parser.add_argument("--reference", type=Path, default=Path("/work/ovi-ref"))
     parser.add_argument("--no-reference", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    if device.type == "cuda":
-        video, audio, shot, steps = VIDEO_DIT, AUDIO_DIT, FULL_SHOTS[0], args.steps or 50
-    else:
+    if device.type == "cpu":
         torch.set_num_threads(2)
-        arch = parse_arch(TINY_ARCH)
-        video, audio, shot, steps = arch.video_dit, arch.audio_dit, TINY_SHOTS[0], args.steps or 2
-    # two thirds of the layers, and always more than the ring's 2 slots so that the tiny model streams
-    swap = args.swap if args.swap is not None else max(video.num_layers * 2 // 3, 3)
-    settings = SamplerSettings(steps=steps, seed=SEED, slg_layer=min(11, video.num_layers - 2))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {device} ({name}); torch "
-          f"{torch.__version__}; shot {shot.name}, {shot.video_tokens}+{shot.audio_tokens} tokens; "
-          f"{steps} steps, {settings.solver}, CFG on, SLG layer {settings.slg_layer}; "
-          f"FLOP floor {step_flops(video, shot) / 989e12:.3f} s/step at 989 TF/s")
+    with tempfile.TemporaryDirectory() as scratch:
+        ckpt = checkpoint_folder(device, Path(scratch))
+        arch = load_arch(ckpt)
+        variant = arch.variant.apply(get_variant(VARIANT))
+        height, width = snap_t2v_size(720, 720, variant.video_area)
+        shot = Shot(f"{VARIANT} ({width}x{height})",
+                    (arch.video_dit.in_dim, variant.video_latent_length, height // 16, width // 16),
+                    (variant.audio_latent_length, arch.audio_dit.in_dim))
+        steps = args.steps or (50 if device.type == "cuda" else 2)
+        layers = arch.video_dit.num_layers
+        # two thirds of the layers, and always more than the ring's 2 slots so that the tiny model streams
+        swap = args.swap if args.swap is not None else max(layers * 2 // 3, 3)
+        settings = SamplerSettings(steps=steps, seed=SEED, slg_layer=min(11, layers - 2))
+        table = configurations(swap, args.compile)
+        chosen = args.configs.split(",") if args.configs else list(table)
+        unknown = [c for c in chosen if c not in table]
+        if unknown:
+            parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(table)}")
+        if chosen[0] != "resident":
+            chosen.insert(0, "resident")  # the baseline every row is compared with
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+        print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {device} ({name}); torch "
+              f"{torch.__version__}; shot {shot.name}, {shot.video_tokens}+{shot.audio_tokens} tokens; "
+              f"{steps} steps, {settings.solver}, CFG on, SLG layer {settings.slg_layer}; "
+              f"FLOP floor {step_flops(arch.video_dit, shot) / 989e12:.3f} s/step at 989 TF/s", flush=True)
 
-    rows: list[Row] = []
-    resident, _ = build(video, audio, device, fp8=False, swap=0)
-    reference = None if args.no_reference else copy_reference(args.reference)
-    if reference is not None:
-        rows.append(run_reference(reference, resident, shot, settings, device))
-    rows.insert(0, run_ours("ours, resident bf16", resident, shot, settings, device))
-    attention = resident.attention_backend
-    del resident
-    configurations = [(f"ours, swap {swap}", False, swap, False), ("ours, fp8 scaled", True, 0, False),
-                      (f"ours, fp8 scaled + swap {swap}", True, swap, False)]
-    if args.compile:
-        configurations += [("ours, compiled", False, 0, True),
-                           (f"ours, compiled + swap {swap}", False, swap, True)]
-    for label, fp8, n, compiled in configurations:
-        model, streamer = build(video, audio, device, fp8=fp8, swap=n, compiled=compiled)
-        rows.append(run_ours(label, model, shot, settings, device, streamer))
-        del model, streamer
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        rows = [run_ours(table[key][0], ckpt, table[key][1], settings, device, Path(scratch) / "cache")
+                for key in chosen]
+        reference = None if args.no_reference else copy_reference(args.reference)
+        if reference is not None:
+            rows.insert(1, run_reference(reference, ckpt, settings, device))
 
     memory = "peak GB" if device.type == "cuda" else "weights MB"
     scale = 1e9 if device.type == "cuda" else 1e6
-    print(f"attention: {attention}")
-    print(f"| {'configuration':<32} | {'denoise s':>9} | {'s/step':>8} | {memory:>10} | "
-          f"vs ours resident |")
-    print(f"|{'-' * 34}|{'-' * 11}|{'-' * 10}|{'-' * 12}|{'-' * 18}|")
+    print(f"| {'configuration':<32} | {'shot s':>8} | {'s/step':>8} | {memory:>10} | vs ours resident |")
+    print(f"|{'-' * 34}|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 18}|")
     for row in rows:
-        print(f"| {row.name:<32} | {row.total_s:9.3f} | {row.step_s:8.4f} | "
+        step = "-" if row.step_s != row.step_s else f"{row.step_s:8.4f}"
+        print(f"| {row.name:<32} | {row.total_s:8.3f} | {step:>8} | "
               f"{row.memory_bytes / scale:10.2f} | {compare(row, rows[0])} |")
 
 

@@ -1,7 +1,7 @@
 """Make the golden outputs of the reference's components (T5, Wan2.2 VAE, MMAudio decoder + BigVGAN,
 i2v image preprocessing) on tiny random weights. Run by hand, never by the test suite:
 
-    PYTHONPATH=<dir with einops and omegaconf> .venv/bin/python tests/golden/make_component_goldens.py \
+    PYTHONPATH=<dir with einops> .venv/bin/python tests/golden/make_component_goldens.py \
         [--reference /work/ovi-ref]
 
 The reference runs on the CPU through `tests/golden/refenv.py` (its stubs and the CUDA-autocast
@@ -17,10 +17,12 @@ import functools
 import json
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -134,8 +136,6 @@ class ReferenceAudioDecoder(torch.nn.Module):
     folded, bf16, decode then vocode under bf16 autocast), built at `arch`'s sizes."""
 
     def __init__(self, ref, ckpt: Path, arch):
-        from omegaconf import OmegaConf
-
         super().__init__()
         vae_mod = ref.module("ovi.modules.mmaudio.ext.autoencoder.vae")
         bigvgan = ref.module("ovi.modules.mmaudio.ext.bigvgan.models")
@@ -143,10 +143,10 @@ class ReferenceAudioDecoder(torch.nn.Module):
                           hidden_dim=arch.audio_vae.hidden_dim).eval()
         vae.load_state_dict(torch.load(ckpt / AUDIO_VAE_WEIGHTS, weights_only=True, map_location="cpu"))
         vae.remove_weight_norm()
-        h = OmegaConf.load(Path(ref.root) / "ovi/modules/mmaudio/ext/bigvgan/bigvgan_vocoder.yml")
-        for key, value in json.loads(json.dumps(arch.to_json()["vocoder"])).items():
-            h[key] = value
-        vocoder = bigvgan.BigVGANVocoder(h).eval()
+        # the yml's hyper-parameters with the arch's on top; BigVGAN reads them as attributes
+        h = yaml.safe_load((Path(ref.root) / "ovi/modules/mmaudio/ext/bigvgan/bigvgan_vocoder.yml").read_text())
+        h.update(json.loads(json.dumps(arch.to_json()["vocoder"])))
+        vocoder = bigvgan.BigVGANVocoder(types.SimpleNamespace(**h)).eval()
         vocoder.load_state_dict(torch.load(ckpt / VOCODER_WEIGHTS, map_location="cpu", weights_only=True)["generator"])
         vocoder.remove_weight_norm()
         self.vae, self.vocoder = vae.bfloat16(), vocoder.bfloat16()  # the engine's cast after folding

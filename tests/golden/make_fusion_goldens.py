@@ -93,21 +93,30 @@ def reference_engine(ref, model, x, video_shape=VIDEO_SHAPE, audio_shape=AUDIO_S
     """An OviFusionEngine around `model`, with the text encoder and VAEs replaced by stand-ins
     that hand over our embeddings and latents (decode = identity). x: make_inputs()' keys."""
     module = ref.module("ovi.ovi_fusion_engine")
-    engine = object.__new__(module.OviFusionEngine)
     h, w = video_shape[2] * 16, video_shape[3] * 16
     identity = types.SimpleNamespace(wrapped_decode=lambda z: z,
                                      wrapped_encode=lambda img: x["in.first_frame"][None],
                                      model=None)
-    engine.__dict__.update(
-        device=device, target_dtype=torch.bfloat16, model=model, cpu_offload=False, image_model=None,
-        text_model=_TextStandIn([x["in.text"], x["in.video_negative"], x["in.audio_negative"]]),
-        vae_model_video=identity, vae_model_audio=identity,
-        audio_latent_channel=audio_shape[1], video_latent_channel=video_shape[0],
-        video_latent_length=video_shape[1], audio_latent_length=audio_shape[0],
-        text_formatter=lambda s: s, target_area=h * w, model_name="tiny")
+    engine = assemble_engine(
+        ref, model, _TextStandIn([x["in.text"], x["in.video_negative"], x["in.audio_negative"]]),
+        identity, identity, video_shape=video_shape, audio_shape=audio_shape, area=h * w, device=device)
     # i2v: the image only goes through the (replaced) VAE encode; skip the pixel preprocessing.
     module.preprocess_image_tensor = lambda *a, **k: torch.zeros(1, 3, h, w, dtype=torch.bfloat16)
     return engine, (h, w)
+
+
+def assemble_engine(ref, model, text_model, video_vae, audio_vae, *, video_shape, audio_shape, area,
+                    device="cpu"):
+    """OviFusionEngine with the given networks, everything resident (cpu_offload off), without
+    its constructor (which only knows the full-size files)."""
+    engine = object.__new__(ref.module("ovi.ovi_fusion_engine").OviFusionEngine)
+    engine.__dict__.update(
+        device=device, target_dtype=torch.bfloat16, model=model, cpu_offload=False, image_model=None,
+        text_model=text_model, vae_model_video=video_vae, vae_model_audio=audio_vae,
+        audio_latent_channel=audio_shape[1], video_latent_channel=video_shape[0],
+        video_latent_length=video_shape[1], audio_latent_length=audio_shape[0],
+        text_formatter=lambda s: s, target_area=area, model_name="bench")
+    return engine
 
 
 class _TextStandIn:
