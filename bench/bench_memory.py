@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import platform
 import shutil
 import sys
@@ -47,10 +46,10 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests" / "golden")]
 from bench_dit import Shot, step_flops  # noqa: E402
 from engine.arch import load_arch  # noqa: E402
 from engine.fp8 import relative_error  # noqa: E402
-from engine.layout import fusion_weights  # noqa: E402
-from engine.pipeline import OviPipeline, ShotRequest, frames_uint8  # noqa: E402
+from engine.pipeline import OviPipeline, ShotRequest  # noqa: E402
 from engine.sampling import SamplerSettings, peak_memory_bytes, reset_peak_memory  # noqa: E402
-from engine.testing.tiny_checkpoint import TINY_ARCH, write_tiny_checkpoint  # noqa: E402
+from engine.testing.tiny_checkpoint import write_tiny_checkpoint  # noqa: E402
+from make_pipeline_goldens import SHORT_ARCH  # noqa: E402
 from engine.variants import get_variant, snap_t2v_size  # noqa: E402
 
 REF_COPY = REPO / ".ovi-ref"
@@ -62,9 +61,6 @@ SEED = 103
 PROMPTS = ("A lighthouse keeper climbs the stairs at dusk. <S>Storm's coming.<E> Audio: wind, creaking wood.",
            "Rain on a tin roof at night, a cat watches from the window. Audio: steady rain, a soft purr.")
 NEGATIVES = ("jitter, bad hands, blur, distortion", "robotic, muffled, echo, distorted")
-# a short clip of the tiny checkpoint, so that a CPU smoke run (two full shots per row) is quick
-TINY_SHORT = {**copy.deepcopy(TINY_ARCH),
-              "variant": {"video_latent_length": 5, "audio_latent_length": 25, "video_area": 4096}}
 
 
 @dataclass
@@ -83,9 +79,10 @@ def _sync(device: torch.device) -> None:
 
 
 def checkpoint_folder(device: torch.device, scratch: Path) -> Path:
-    """Published sizes on CUDA (kept for the next run), the short tiny clip on the CPU."""
+    """Published sizes on CUDA (kept for the next run); on the CPU the tiny sizes with a short
+    clip, so that a smoke run (two whole shots per row) is quick."""
     if device.type != "cuda":
-        return write_tiny_checkpoint(scratch / "tiny", seed=0, arch_json=TINY_SHORT)
+        return write_tiny_checkpoint(scratch / "tiny", seed=0, arch_json=SHORT_ARCH)
     done = FULL_CHECKPOINT / ".complete"
     if not done.exists():
         print(f"writing a random full-size checkpoint to {FULL_CHECKPOINT} (once)", flush=True)
@@ -144,34 +141,18 @@ def copy_reference(source: Path) -> Path | None:
 
 
 def run_reference(path: Path, ckpt: Path, settings: SamplerSettings, device) -> Row:
-    import make_component_goldens as components
-    import make_fusion_goldens as fusion
+    import make_pipeline_goldens as official
     import refenv
     on_cpu = device.type == "cpu"
-    arch = load_arch(ckpt)
-    variant = arch.variant.apply(get_variant(VARIANT))
-    height, width = snap_t2v_size(720, 720, variant.video_area)
     emulation = refenv.cuda_autocast_emulation() if on_cpu else contextlib.nullcontext()
     with refenv.import_reference(path, on_cpu=on_cpu) as ref, torch.inference_mode(), emulation:
-        model = fusion.reference_model(ref, arch, ckpt / fusion_weights(variant, False)).to(device)
-        engine = fusion.assemble_engine(
-            ref, model, components.reference_text_model(ref, ckpt, arch, str(device)),
-            components.reference_video_vae_model(ref, ckpt, arch, str(device)),
-            components.ReferenceAudioDecoder(ref, ckpt, arch).to(device),
-            video_shape=(arch.video_dit.in_dim, variant.video_latent_length, height // 16, width // 16),
-            audio_shape=(variant.audio_latent_length, arch.audio_dit.in_dim), area=variant.video_area,
-            device=str(device))
+        engine = official.official_engine(ref, ckpt, device)
+        model = engine.model
 
         def shot(prompt: str, steps: int):
-            result = engine.generate(
-                text_prompt=prompt, video_frame_height_width=[720, 720], seed=settings.seed,
-                solver_name=settings.solver, sample_steps=steps, shift=settings.shift,
-                video_guidance_scale=settings.video_guidance,
-                audio_guidance_scale=settings.audio_guidance, slg_layer=settings.slg_layer,
-                video_negative_prompt=NEGATIVES[0], audio_negative_prompt=NEGATIVES[1])
-            if result is None:
-                raise RuntimeError("the official generate() failed (its traceback is logged above)")
-            return result
+            return official.generate(engine, prompt, settings={
+                **settings.__dict__, "steps": steps, "video_negative": NEGATIVES[0],
+                "audio_negative": NEGATIVES[1]})
 
         def timed(prompt: str, steps: int):
             _sync(device)
@@ -183,14 +164,13 @@ def run_reference(path: Path, ckpt: Path, settings: SamplerSettings, device) -> 
 
         shot(PROMPTS[0], 1)  # warm-up
         _, one_step = timed(PROMPTS[0], 1)
-        (video, audio, _), total = timed(PROMPTS[1], settings.steps)
+        (frames, audio), total = timed(PROMPTS[1], settings.steps)
         memory = (peak_memory_bytes(device) if not on_cpu
                   else sum(p.numel() * p.element_size() for p in model.parameters()))
         del engine, model
     # its steps are not timed apart from its decode: the difference of an N-step and a 1-step shot
     step = (total - one_step) / (settings.steps - 1) if settings.steps > 1 else float("nan")
-    return Row("official Ovi (5b69b25)", total, step, memory,
-               frames_uint8(torch.from_numpy(video)), torch.from_numpy(audio).float().reshape(-1))
+    return Row("official Ovi (5b69b25)", total, step, memory, frames, audio)
 
 
 def compare(row: Row, base: Row) -> str:

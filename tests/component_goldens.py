@@ -14,14 +14,14 @@ from engine.testing.tiny_checkpoint import TINY_ARCH
 GOLDEN_DIR = Path(__file__).parent / "golden" / "data"
 
 
-def load_golden(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+def load_golden(name: str, arch: dict = TINY_ARCH) -> tuple[dict, dict[str, torch.Tensor]]:
     """(metadata, tensors) of tests/golden/data/<name>; fails clearly when the tiny arch changed
     since the goldens were made (the weights would no longer be those the reference saw)."""
     path = GOLDEN_DIR / name
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
-    assert json.loads(meta["arch"]) == json.loads(json.dumps(TINY_ARCH)), \
-        "TINY_ARCH changed since the goldens were made: run tests/golden/make_component_goldens.py"
+    assert json.loads(meta["arch"]) == json.loads(json.dumps(arch)), \
+        f"the tiny arch changed since {name} was made: run its maker in tests/golden/"
     return meta, load_file(str(path))
 
 
