@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.variants import FP8_FILENAME, Variant
+from engine.variants import FP8_FILENAME, FP8_VARIANTS, Variant
 
 T5_WEIGHTS = "Wan2.2-TI2V-5B/models_t5_umt5-xxl-enc-bf16.pth"
 TOKENIZER_DIR = "Wan2.2-TI2V-5B/google/umt5-xxl"
@@ -28,6 +28,15 @@ def required_files(variant: Variant, fp8: bool = False) -> list[str]:
     """Every path (relative to the checkpoint folder) a render with this variant reads."""
     return [fusion_weights(variant, fp8), T5_WEIGHTS, TOKENIZER_DIR, VIDEO_VAE_WEIGHTS,
             AUDIO_VAE_WEIGHTS, VOCODER_WEIGHTS]
+
+
+def fp8_weights(ckpt_dir: str | Path, variant: Variant) -> bool | str:
+    """What fp8 weights are for `variant` in this folder: True, the published fp8 file, where
+    the variant has one and it is there; else "scaled", the bf16 file converted at load to
+    block-scaled fp8 (engine.fp8; cached on disk)."""
+    if variant.name in FP8_VARIANTS and (Path(ckpt_dir) / fusion_weights(variant, True)).exists():
+        return True
+    return "scaled"
 
 
 def source_of(relative_path: str) -> str:

@@ -120,7 +120,7 @@ class OviPipeline:
         self.blocks_to_swap = blocks_to_swap if blocks_to_swap is not None else (
             "auto" if p is not None else 0)
         self.cache_dir = cache_dir
-        self._check_files(variant)
+        self._check_files(variant, self.fp8)
         self.arch = load_arch(self.root)
         self.variant = self.arch.variant.apply(get_variant(variant))
         self.cache = EmbeddingCache(cache_dir)
@@ -133,8 +133,8 @@ class OviPipeline:
         self._audio_decoder = None
         self._vocoder = None
 
-    def _check_files(self, variant: str) -> None:
-        missing = missing_files(self.root, get_variant(variant), self.fp8 is True)
+    def _check_files(self, variant: str, fp8: bool | str) -> None:
+        missing = missing_files(self.root, get_variant(variant), fp8 is True)
         if missing:
             listing = "; ".join(f"{rel} (from {source_of(rel)})" for rel in missing)
             raise CheckpointError(self.root, f"{len(missing)} checkpoint file(s) missing: {listing}",
@@ -184,6 +184,16 @@ class OviPipeline:
             self._model.compile_layers()
         self._swapped = blocks_to_swap
         return self._model
+
+    def set_fp8(self, fp8: bool | str) -> None:
+        """Switch the fusion weights (False, True: the published fp8 file, "scaled"); the model
+        is reloaded for the next shot when the setting changes."""
+        if fp8 == self.fp8:
+            return
+        if fp8 is True:
+            self._check_files(self.variant.name, fp8)
+        self._release_fusion()
+        self.fp8 = fp8
 
     def _place_dit(self, device: torch.device) -> None:
         """Move the DiT's resident weights (the streamed ones stay in CPU memory)."""
@@ -273,7 +283,8 @@ class OviPipeline:
             video = vae.decode(latents, Tiling() if tiled else None)[0]
             frames = frames_uint8(video).cpu()
         peak = peak_memory_bytes(self.device)
-        memory = {"blocks_to_swap": self._swapped, "offload": self.offload, "tiled_vae": tiled}
+        memory = {"blocks_to_swap": self._swapped, "offload": self.offload, "tiled_vae": tiled,
+                  "fp8": self.fp8}
         return ShotResult(frames=frames, audio=audio, video_latents=video_latents.cpu(),
                           audio_latents=audio_latents.cpu(), height=height, width=width,
                           timings=timer.timings, peak_memory_bytes=peak, memory=memory)

@@ -68,7 +68,8 @@ class Settings(_Strict):
     slg_layer: int | None = Field(None, ge=-1, le=29, description="skip-layer guidance layer; -1 disables")
     video_negative: str | None = None
     audio_negative: str | None = None
-    fp8: bool | None = Field(None, description="fp8 fusion weights (720x720_5s only)")
+    fp8: bool | None = Field(None, description="fp8 fusion weights: the published fp8 file "
+                             "(720x720_5s) when present, else the bf16 weights converted at load")
     blocks_to_swap: int | Literal["auto"] | None = Field(
         None, description="DiT blocks kept in CPU memory and streamed in; placement only")
     seed_frame: Literal["last", "sharpest"] | None = Field(

@@ -118,7 +118,7 @@ def test_swapping_and_offload_give_the_same_shot_and_load_once(pipeline, short_c
             ours, reference = swapped.generate(shot), pipeline.generate(shot)
             assert torch.equal(ours.frames, reference.frames) and torch.equal(ours.audio, reference.audio)
             assert torch.equal(ours.video_latents, reference.video_latents)
-            assert ours.memory == {"blocks_to_swap": 4, "offload": True, "tiled_vae": False}
+            assert ours.memory == {"blocks_to_swap": 4, "offload": True, "tiled_vae": False, "fp8": False}
         assert [kw["read_device"] for kw in loads] == ["cpu"]
         assert swapped.describe()["blocks_to_swap"] == 4
     finally:

@@ -78,6 +78,16 @@ def test_bad_input_exits_2_without_a_traceback(tmp_path):
         assert "Traceback" not in result.output and "error:" in result.output
 
 
+def test_a_bad_setting_value_says_what_is_expected(tmp_path):
+    story = _story(tmp_path)
+    for args, message in ((["--set", "steps=-3"], "--set steps=-3: expected a value greater than or equal to 1"),
+                          (["--set", "solver=rk4"], "--set solver=rk4: expected 'unipc', 'dpm++' or 'euler'"),
+                          (["--blocks-to-swap", "many"], "--set blocks_to_swap=many: expected a valid integer or 'auto'")):
+        result = invoke(story, "-o", tmp_path / "out", "--engine", "preview", *args)
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "pydantic" not in result.output
+
+
 def test_a_storyboard_with_errors_is_refused(tmp_path):
     story = _story(tmp_path, STORY.replace("extends: portrait", "extends: nowhere"))
     result = invoke(story, "-o", tmp_path / "out", "--engine", "preview")
@@ -165,3 +175,14 @@ def test_attention_and_compile_are_chosen_and_reported(tmp_path, tiny_ckpt_short
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "out" / "shots" / "one" / "take0" / "meta.json").read_text())
     assert meta["engine"]["attention"] == "sdpa" and meta["engine"]["compile"] is True
+
+
+def test_fp8_and_blocks_to_swap_flags_are_shot_settings(tmp_path, tiny_ckpt_short):
+    story = _story(tmp_path, "version: 1\nmodel: 720x720_5s\nshots:\n  - id: one\n    scene: A cat.\n")
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "ovi", "--ckpt-dir", tiny_ckpt_short,
+                    "--device", "cpu", "--set", "steps=1", "-q", "--fp8", "--blocks-to-swap", "3")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "shots" / "one" / "take0" / "meta.json").read_text())
+    assert meta["settings"]["fp8"] is True and meta["settings"]["blocks_to_swap"] == 3
+    assert meta["engine_info"]["memory"]["fp8"] == "scaled"  # no published fp8 file in the folder
+    assert meta["engine_info"]["memory"]["blocks_to_swap"] == 3

@@ -14,6 +14,14 @@ def _names(values: list[str] | None) -> list[str]:
     return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
 
 
+def _engine_flags(fp8: bool, blocks_to_swap: str | None) -> dict[str, str]:
+    """--fp8 and --blocks-to-swap as the shot settings they stand for (an explicit --set wins)."""
+    flags = {"fp8": "true"} if fp8 else {}
+    if blocks_to_swap is not None:
+        flags["blocks_to_swap"] = blocks_to_swap
+    return flags
+
+
 @app.command()
 @guarded
 def render(
@@ -32,6 +40,8 @@ def render(
     oom_retry: bool = typer.Option(False, "--oom-retry", help="on CUDA out of memory, retry once with more memory saving"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
     preset: Optional[str] = typer.Option(None, "--preset", help="GPU memory preset: 80gb | 24gb | 16gb | 12gb | 8gb (see `doctor`); blocks to swap, fp8 and tiled VAE follow from it"),
+    fp8: bool = typer.Option(False, "--fp8", help="fp8 fusion weights for every shot (as --set fp8=true): the published fp8 file where there is one, else converted at load (cached)"),
+    blocks_to_swap: Optional[str] = typer.Option(None, "--blocks-to-swap", help="fusion layers streamed from CPU memory, N or auto (as --set blocks_to_swap=…); outputs are bit-identical"),
     attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else SDPA) | flash3 | flash2 | sdpa"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the fusion layers (the first shot pays a one-time compile)"),
 ) -> None:
@@ -45,7 +55,7 @@ def render(
                         hint="shot names after the storyboard go with --force (e.g. --force a b); use --only to select")
     options = RenderOptions(
         source=storyboard, out_dir=out, engine=engine, device=device, dtype=dtype,
-        ckpt_dir=ckpt_dir, overrides=parse_overrides(set_),
+        ckpt_dir=ckpt_dir, overrides=_engine_flags(fp8, blocks_to_swap) | parse_overrides(set_),
         force=_names(shots) if force else None, only=_names(only) or None,
         takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset,
         attention=attention, compile=compile_)

@@ -27,9 +27,11 @@ rule("OVI404", W, "resolution the engine will change",
      "960x960; it warns outside ±10 %) and rounds both sides to multiples of 32 (so 720x720 on "
      "720x720_5s becomes 704x704). Ask for the size you will "
      "get: `--fix` writes the snapped size.", fixable=True)
-rule("OVI405", E, "fp8 with a model other than 720x720_5s",
-     "The only published fp8 checkpoint is a 720x720_5s model; the reference refuses fp8 with the "
-     "960 models. Use `fp8: false` or `model: 720x720_5s`.")
+rule("OVI405", W, "fp8 with a model that has no published fp8 checkpoint",
+     "The only published fp8 checkpoint is a 720x720_5s model (the reference refuses fp8 with the "
+     "960 models). ovi-studio converts the 960 model's bf16 weights to block-scaled fp8 at load "
+     "(once; cached), which nobody has validated for quality: compare a take with `fp8: false`, "
+     "or use `fp8: false` where memory allows.")
 
 
 def check(parsed: ParsedPrompt, ctx: PromptContext) -> Iterator[Finding]:
@@ -86,5 +88,6 @@ def check_resolution(variant: Variant, size: tuple[int, int] | None) -> Iterator
 def check_fp8(variant: Variant, fp8: bool) -> Iterator[SettingFinding]:
     if fp8 and variant.name not in FP8_VARIANTS:
         yield SettingFinding("OVI405", "fp8",
-                             f"fp8 works only with {', '.join(FP8_VARIANTS)}, not {variant.name}: "
-                             "set `fp8: false` or `model: 720x720_5s`")
+                             f"no published fp8 checkpoint for {variant.name} (only {', '.join(FP8_VARIANTS)}): "
+                             "its weights will be converted to block-scaled fp8 at load; "
+                             "set `fp8: false` for the published quality")

@@ -97,10 +97,12 @@ class OviEngine:
     color_drift = True
 
     def __init__(self, ckpt_dir: Path, variant: str, *, device: str, dtype: str | None = None,
-                 fp8: bool | str = False, cache_dir: Path | None = None, preset: str | None = None,
-                 attention: str = "auto", compile: bool = False):
+                 fp8_weights: bool | str = "scaled", cache_dir: Path | None = None,
+                 preset: str | None = None, attention: str = "auto", compile: bool = False):
+        """fp8_weights: what a shot with `fp8: true` loads (engine.layout.fp8_weights: the
+        published fp8 file, or "scaled" conversion); shots without it load the bf16 file."""
         self.ckpt_dir, self.variant, self.device = Path(ckpt_dir), variant, device
-        self.dtype, self.fp8, self.cache_dir, self.preset = dtype, fp8, cache_dir, preset
+        self.dtype, self.fp8_weights, self.cache_dir, self.preset = dtype, fp8_weights, cache_dir, preset
         self.attention, self.compile = attention, compile
         self._pipeline = None
 
@@ -109,7 +111,7 @@ class OviEngine:
         if self._pipeline is None:
             import torch
             from engine.pipeline import OviPipeline
-            kwargs = {"device": self.device, "fp8": self.fp8 or None, "cache_dir": self.cache_dir,
+            kwargs = {"device": self.device, "fp8": False, "cache_dir": self.cache_dir,
                       "preset": self.preset, "attention": self.attention, "compile": self.compile}
             if self.dtype:
                 kwargs["dtype"] = getattr(torch, DTYPES[self.dtype])
@@ -132,6 +134,8 @@ class OviEngine:
         request = ShotRequest(prompt=job.prompt, video_negative=job.video_negative or "",
                               audio_negative=job.audio_negative or "", height=job.height,
                               width=job.width, first_frame=first_frame, sampler=sampler)
+        # fp8 is a shot setting (a preset's fp8 arrives as one, so the plan keys it)
+        self.pipeline.set_fp8(self.fp8_weights if job.settings.get("fp8") else False)
         # None lets the pipeline tile when the decode would be large; True forces tiling.
         self.pipeline.tiled_vae = True if job.settings.get("tiled_vae") else self._preset_tiling()
         swap = job.settings.get("blocks_to_swap")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ovi_studio.checkpoints import EngineChoice
 from ovi_studio.errors import UserError, at
 from ovi_studio.render.artifacts import atomic_target
@@ -74,7 +76,8 @@ def load_for_render(options: RenderOptions):
         listing = "\n".join(f"  {d}" for d in errors[:20])
         raise UserError(f"the storyboard has {len(errors)} error(s); nothing was rendered\n{listing}",
                         location=at(loaded.path), hint="run `ovi-studio check` for details and fixes")
-    setting_keys = {k: v for k, v in options.overrides.items() if k in Settings.model_fields}
+    overrides = {**_preset_settings(options.preset), **options.overrides}
+    setting_keys = {k: v for k, v in overrides.items() if k in Settings.model_fields}
     unknown = set(options.overrides) - set(setting_keys) - OUTPUT_KEYS - ASSEMBLY_KEYS - ENGINE_KEYS
     if unknown:
         raise UserError(f"--set: unknown key(s) {', '.join(sorted(unknown))}",
@@ -85,8 +88,9 @@ def load_for_render(options: RenderOptions):
         values = {k: yaml_value(v) for k, v in setting_keys.items()}
         try:
             Settings.model_validate(values)
-        except Exception as exc:  # pydantic.ValidationError: say which value is wrong
-            raise UserError(f"--set: {exc}") from None
+        except ValidationError as exc:
+            raise UserError(_describe_invalid(exc, setting_keys),
+                            hint="`ovi-studio schema` lists every setting and its values") from None
         extended = {s.extends for s in loaded.model.shots if s.extends}
         for model_shot, shot in zip(loaded.model.shots, loaded.shots):
             in_chain = shot.extends is not None or shot.id in extended
@@ -101,6 +105,30 @@ def load_for_render(options: RenderOptions):
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
+
+
+def _describe_invalid(exc: ValidationError, given: dict[str, str]) -> str:
+    """One line per bad --set value: `key=value: expected A or B` (pydantic reports each
+    alternative of a union apart)."""
+    expected: dict[str, list[str]] = {}
+    for error in exc.errors():
+        key = str(error["loc"][0])
+        msg = error["msg"].removeprefix("Input should be ")
+        expected.setdefault(key, []).append("a value " + msg if msg.startswith(("greater", "less")) else msg)
+    return "; ".join(f"--set {key}={given.get(key, '')}: expected {' or '.join(dict.fromkeys(msgs))}"
+                     for key, msgs in expected.items())
+
+
+def _preset_settings(preset: str | None) -> dict[str, str]:
+    """The shot settings a memory preset implies (`--set` beats them): its fp8, which changes
+    the output and so belongs in every take's cache key."""
+    if preset is None:
+        return {}
+    from engine.presets import PRESETS
+    if preset not in PRESETS:
+        raise UserError(f"unknown memory preset {preset!r}",
+                        hint=f"choose one of {', '.join(PRESETS)} (`ovi-studio doctor` suggests one)")
+    return {"fp8": "true"} if PRESETS[preset].fp8 else {}
 
 
 def _check_output_overrides(overrides: dict[str, str]) -> None:
@@ -162,15 +190,12 @@ def engine_factory(choice: EngineChoice, options: RenderOptions, loaded, ckpt_di
                         hint="use --device cpu (slow), or --engine preview for an animatic")
 
     def make_ovi() -> ShotEngine:
+        from engine.layout import fp8_weights
         from ovi_studio.render.engines import OviEngine
-        from engine.presets import PRESETS
-        if options.preset is not None and options.preset not in PRESETS:
-            raise UserError(f"unknown memory preset {options.preset!r}",
-                            hint=f"choose one of {', '.join(PRESETS)} (`ovi-studio doctor` suggests one)")
         device = options.device or default_device()
         _check_attention(options.attention, device)
-        fp8 = any(s.settings.fp8 for s in loaded.shots)
-        return OviEngine(ckpt_dir, loaded.variant.name, device=device, dtype=options.dtype, fp8=fp8,
+        return OviEngine(ckpt_dir, loaded.variant.name, device=device, dtype=options.dtype,
+                         fp8_weights=fp8_weights(ckpt_dir, loaded.variant),
                          preset=options.preset, attention=options.attention,
                          compile=options.compile)  # embedding cache: $OVI_STUDIO_CACHE or default
     return make_ovi
