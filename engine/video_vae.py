@@ -142,17 +142,19 @@ def weight_bytes(p: VideoVAEParams) -> int:
 def decode_bytes_estimate(latent_shape: tuple[int, ...], p: VideoVAEParams,
                           tiling: Tiling | None = None) -> int:
     """A conservative estimate of the peak device memory of decoding [B, 48, F, h, w]: the
-    weights, the fp32 output (and its concatenation copy), and a dozen full-resolution
-    activations of the last decoder stage over one 4-frame chunk with its 2-frame causal cache
-    — over the whole frame, or over one tile when tiled."""
+    weights, the fp32 output (and its concatenation copy; tiled, also every tile's output), and
+    a dozen full-resolution activations of the last decoder stage over one 4-frame chunk with
+    its 2-frame causal cache — over the whole frame, or over one tile when tiled."""
     _, _, f, h, w = latent_shape
     frames = 1 + 4 * (f - 1)
     output = 3 * frames * (16 * h) * (16 * w) * 4
-    if tiling is not None:
+    copies = 2  # the decoded chunks, then their concatenation
+    if tiling is not None:  # + every tile's output, overlaps included (area ratio size²/stride²)
+        copies += (tiling.size / tiling.stride) ** 2
         h, w = min(h, tiling.size // 16), min(w, tiling.size // 16)
     widest = p.dec_dim * max(p.dim_mult[0], 1)
     activations = 12 * widest * 6 * (8 * h) * (8 * w) * 4
-    return weight_bytes(p) + 2 * output + activations
+    return int(weight_bytes(p) + copies * output + activations)
 
 
 class VideoVAE:
