@@ -128,6 +128,15 @@ def activation_bytes(arch: Arch, video_tokens: int, audio_tokens: int) -> int:
     return int((modulation + streams + ffn + attention) * 1.25)  # 25%: allocator and temporaries
 
 
+def text_encoder_activation_bytes(p: T5Params) -> int:
+    """Peak activations of encoding one batch of prompts: the position bias, logits and softmax
+    (fp32) of one attention, and the hidden states, q/k/v and the FFN's hidden (bf16)."""
+    batch, tokens = TEXT_BATCH, TEXT_LEN
+    attention = 3 * batch * p.num_heads * tokens * tokens * 4
+    hidden = batch * tokens * (6 * p.dim_attn + 3 * p.dim_ffn + 2 * p.dim) * 2
+    return int((attention + hidden) * 1.25)  # 25%: allocator and temporaries
+
+
 def text_encoder_bytes(p: T5Params, *, streamed: bool) -> int:
     """Peak device bytes of encoding one batch of prompts with the UMT5 encoder (bf16): all of
     it resident, or streamed (engine.text: the token table stays in CPU memory, blocks pass
@@ -135,10 +144,7 @@ def text_encoder_bytes(p: T5Params, *, streamed: bool) -> int:
     block_linear = (4 * p.dim * p.dim_attn + 3 * p.dim * p.dim_ffn) * 2
     block_other = (p.num_buckets * p.num_heads + 2 * p.dim) * 2
     embedding = p.vocab * p.dim * 2
-    batch, tokens = TEXT_BATCH, TEXT_LEN
-    # position bias, logits, softmax (fp32) and the hidden states, q/k/v and the FFN's hidden
-    activations = 3 * batch * p.num_heads * tokens * tokens * 4 + batch * tokens * (6 * p.dim + 3 * p.dim_ffn) * 2
-    resident = p.num_layers * block_other + p.dim * 2 + activations
+    resident = p.num_layers * block_other + p.dim * 2 + text_encoder_activation_bytes(p)
     if streamed:
         return resident + SLOTS * block_linear
     return resident + p.num_layers * block_linear + embedding

@@ -153,7 +153,7 @@ def decode_bytes_estimate(latent_shape: tuple[int, ...], p: VideoVAEParams,
         copies += (tiling.size / tiling.stride) ** 2
         h, w = min(h, tiling.size // 16), min(w, tiling.size // 16)
     widest = p.dec_dim * max(p.dim_mult[0], 1)
-    activations = 12 * widest * 6 * (8 * h) * (8 * w) * 4
+    activations = 12 * widest * 6 * (8 * h) * (8 * w) * 4 * 1.25  # 25%: allocator, workspaces
     return int(weight_bytes(p) + copies * output + activations)
 
 
