@@ -12,7 +12,9 @@ Memory (issue 6, performance-anchors §9): `blocks_to_swap` streams that many fu
 CPU memory (engine.offload; "auto" sizes it from free GPU memory and the shot), `fp8="scaled"`
 stores the layers' weights in block-scaled fp8 (engine.fp8), `offload` parks networks not in
 use in CPU memory (the VAEs while the DiT samples, the DiT's resident weights while decoding),
-and a `preset` ("80gb" … "8gb", engine.presets) sets all of these for a GPU size.
+and a `preset` ("80gb" … "8gb", engine.presets) sets all of these for a GPU size. The text
+encoder's blocks stream too when the whole encoder would not fit the budget. `compile`
+`torch.compile`s the fusion layers.
 """
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ def load_t5_encoder(ckpt_dir: str | Path, params: T5Params, *, device="cpu",
 
 def stream_t5_encoder(model: T5Encoder, device) -> LayerStreamer:
     """Put a CPU-held encoder on `device` with every block streamed through two slots and the
-    token table (1 GB of the 11 GB at full size) left in CPU memory."""
+    token table (2 GB of the 11 GB at full size) left in CPU memory."""
     table = frozenset({id(model.token_embedding.weight)})
     return stream_layers(model, [[block] for block in model.blocks], len(model.blocks), device,
                          keep_on_cpu=table)
