@@ -170,7 +170,8 @@ def run_reference(path: Path, ckpt: Path, settings: SamplerSettings, device) -> 
         del engine, model
     # its steps are not timed apart from its decode: the difference of an N-step and a 1-step shot
     step = (total - one_step) / (settings.steps - 1) if settings.steps > 1 else float("nan")
-    return Row("official Ovi (5b69b25)", total, step, memory, frames, audio)
+    kernels = "flash-attn" if not on_cpu and refenv.flash_attn_installed() else "SDPA"
+    return Row(f"official Ovi (5b69b25, {kernels})", total, step, memory, frames, audio)
 
 
 def compare(row: Row, base: Row) -> str:

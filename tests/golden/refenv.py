@@ -379,9 +379,15 @@ class Reference:
     def module(self, name: str):
         with _at_root(self.root, self.on_cpu):
             module = importlib.import_module(name)
-        if self.on_cpu:
+        if self.on_cpu or not flash_attn_installed():
             _patch_attention()
         return module
+
+
+def flash_attn_installed() -> bool:
+    """Whether the reference can make its own flash-attn calls (on a CUDA machine without
+    flash-attn it runs on SDPA, as on the CPU)."""
+    return any(importlib.util.find_spec(name) is not None for name in ("flash_attn_interface", "flash_attn"))
 
 
 @contextlib.contextmanager
@@ -410,8 +416,9 @@ def import_reference(path: str | os.PathLike = DEFAULT_REFERENCE, stubs=DEFAULT_
                      on_cpu: bool = True):
     """Make the reference checkout at `path` importable (see the module docstring).
 
-    on_cpu=False (a CUDA machine, the benchmark) keeps the reference's own flash-attn calls and
-    `torch.cuda.current_device()`; only the unused imports are still stubbed.
+    on_cpu=False (a CUDA machine, the benchmark) keeps the reference's own flash-attn calls (SDPA
+    where flash-attn is not installed) and `torch.cuda.current_device()`; only the unused imports
+    are still stubbed.
 
     Yields a `Reference`; `ref.module("ovi.modules.fusion")` imports a module of it. On exit the
     reference's modules are unloaded again and sys.path / the import hooks are restored.
