@@ -48,8 +48,7 @@ from engine.arch import load_arch  # noqa: E402
 from engine.fp8 import relative_error  # noqa: E402
 from engine.pipeline import OviPipeline, ShotRequest  # noqa: E402
 from engine.sampling import SamplerSettings, peak_memory_bytes, reset_peak_memory  # noqa: E402
-from engine.testing.tiny_checkpoint import write_tiny_checkpoint  # noqa: E402
-from make_pipeline_goldens import SHORT_ARCH  # noqa: E402
+from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH, write_tiny_checkpoint  # noqa: E402
 from engine.variants import get_variant, snap_t2v_size  # noqa: E402
 
 REF_COPY = REPO / ".ovi-ref"
@@ -82,7 +81,7 @@ def checkpoint_folder(device: torch.device, scratch: Path) -> Path:
     """Published sizes on CUDA (kept for the next run); on the CPU the tiny sizes with a short
     clip, so that a smoke run (two whole shots per row) is quick."""
     if device.type != "cuda":
-        return write_tiny_checkpoint(scratch / "tiny", seed=0, arch_json=SHORT_ARCH)
+        return write_tiny_checkpoint(scratch / "tiny", seed=0, arch_json=TINY_SHORT_ARCH)
     done = FULL_CHECKPOINT / ".complete"
     if not done.exists():
         print(f"writing a random full-size checkpoint to {FULL_CHECKPOINT} (once)", flush=True)

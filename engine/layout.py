@@ -39,6 +39,12 @@ def fp8_weights(ckpt_dir: str | Path, variant: Variant) -> bool | str:
     return "scaled"
 
 
+def reads_published_fp8(ckpt_dir: str | Path, variant: Variant, fp8: bool) -> bool:
+    """Whether a shot with the `fp8` setting reads the published fp8 file from this folder
+    (else the bf16 file, converted at load when fp8 is set)."""
+    return fp8 and fp8_weights(ckpt_dir, variant) is True
+
+
 def source_of(relative_path: str) -> str:
     """The Hugging Face repository a checkpoint file is downloaded from."""
     for prefix, repo in SOURCES.items():  # the fp8 file is listed before the rest of Ovi/
@@ -47,6 +53,6 @@ def source_of(relative_path: str) -> str:
     return "unknown"
 
 
-def missing_files(ckpt_dir: str | Path, variant: Variant, fp8: bool = False) -> list[str]:
+def missing_files(ckpt_dir: str | Path, variant: Variant, published_fp8: bool = False) -> list[str]:
     root = Path(ckpt_dir)
-    return [rel for rel in required_files(variant, fp8) if not (root / rel).exists()]
+    return [rel for rel in required_files(variant, published_fp8) if not (root / rel).exists()]

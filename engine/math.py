@@ -127,6 +127,8 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
 
     The rotation runs in float64 like the reference's; it is elementwise, so doing it
     `ROPE_CHUNK` tokens at a time gives the same bits with a fraction of the memory."""
+    if x.shape[1] <= ROPE_CHUNK:
+        return _rotate(x, rope)
     out = torch.empty(x.shape, dtype=torch.bfloat16, device=x.device)
     for start in range(0, x.shape[1], ROPE_CHUNK):
         end = start + ROPE_CHUNK

@@ -139,7 +139,6 @@ class FusionModel(nn.Module):
         self.audio_model = Tower(audio)
         self.attention_backend = attention_backend
         self._fusion_layer = fusion_layer
-        self.compiled = False
 
     @property
     def num_layers(self) -> int:
@@ -162,7 +161,10 @@ class FusionModel(nn.Module):
         also lets block swapping move them); a second text length makes that dimension dynamic
         instead of compiling again per prompt."""
         self._fusion_layer = torch.compile(fusion_layer)
-        self.compiled = True
+
+    @property
+    def compiled(self) -> bool:
+        return self._fusion_layer is not fusion_layer
 
     def finish(self, V, A, video_in: TowerInputs, audio_in: TowerInputs):
         return self.video_model.output(V, video_in), self.audio_model.output(A, audio_in)

@@ -54,9 +54,9 @@ def missing_checkpoints(ckpt_dir: Path | None, variant: Variant, fp8: bool) -> l
     """Missing checkpoint files, each with where it comes from; empty when all are present."""
     if ckpt_dir is None:
         return [f"no checkpoint folder: pass --ckpt-dir, set {CKPT_ENV} or `ckpt_dir:` in the storyboard"]
-    published_fp8 = fp8 and layout.fp8_weights(ckpt_dir, variant) is True
     return [f"{Path(ckpt_dir) / rel} (from huggingface.co/{layout.source_of(rel)})"
-            for rel in layout.missing_files(ckpt_dir, variant, published_fp8)]
+            for rel in layout.missing_files(ckpt_dir, variant,
+                                            layout.reads_published_fp8(ckpt_dir, variant, fp8))]
 
 
 @dataclass(frozen=True)

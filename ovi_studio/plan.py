@@ -149,12 +149,10 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
     identities: dict[bool, str] = {}
 
     def checkpoint_identity(fp8: bool) -> str:
-        """The files a take reads; with fp8, the published fp8 file or (converted at load)
-        the bf16 one, whichever the folder makes it."""
         if ckpt is None or not ckpt.is_dir():
             return NO_CHECKPOINT
         if fp8 not in identities:
-            published = fp8 and layout.fp8_weights(ckpt, variant) is True
+            published = layout.reads_published_fp8(ckpt, variant, fp8)
             identities[fp8] = folder_fingerprint(ckpt, layout.required_files(variant, published))
         return identities[fp8]
 

@@ -33,7 +33,6 @@ def tiny_ckpt(tmp_path_factory):
 def tiny_ckpt_short(tmp_path_factory):
     """The tiny checkpoint with a short, small variant (arch.json `variant`): 17 frames of 64x64
     and 25 audio latents per take, so multi-shot renders through the model stay fast on CPU."""
-    from engine.testing.tiny_checkpoint import TINY_ARCH, write_tiny_checkpoint
-    arch = {**TINY_ARCH, "variant": {"video_latent_length": 5, "audio_latent_length": 25,
-                                     "video_area": 4096}}
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "short", seed=0, arch_json=arch)
+    from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH, write_tiny_checkpoint
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "short", seed=0,
+                                 arch_json=TINY_SHORT_ARCH)

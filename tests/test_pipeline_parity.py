@@ -9,8 +9,6 @@ prompt on the wrong tower, no SLG, the first frame not re-injected — moves bot
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,16 +17,14 @@ from PIL import Image
 from component_goldens import load_golden, rel_error
 from engine.pipeline import OviPipeline, ShotRequest
 from engine.sampling import SamplerSettings
-
-sys.path.insert(0, str(Path(__file__).parent / "golden"))
-from make_pipeline_goldens import SHORT_ARCH  # noqa: E402
+from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH
 
 MEAN_LEVELS, WORST_LEVELS, AUDIO_TOL = 0.5, 8, 0.05
 
 
 @pytest.fixture(scope="module")
 def golden():
-    meta, tensors = load_golden("pipeline_shots.safetensors", arch=SHORT_ARCH)
+    meta, tensors = load_golden("pipeline_shots.safetensors", arch=TINY_SHORT_ARCH)
     return json.loads(meta["shots"]), json.loads(meta["settings"]), tensors
 
 

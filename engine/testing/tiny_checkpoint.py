@@ -37,6 +37,12 @@ TINY_ARCH: dict = {
 }
 
 
+# The tiny sizes with a short clip (17 frames of 64x64, 25 audio latents): a whole shot in about
+# a second on the CPU, for multi-shot renders, whole-shot goldens and benchmark smoke runs.
+TINY_SHORT_ARCH: dict = {**TINY_ARCH, "variant": {"video_latent_length": 5, "audio_latent_length": 25,
+                                                  "video_area": 4096}}
+
+
 def write_tiny_checkpoint(root: str | Path, *, seed: int = 0, arch_json: dict | None = None,
                           variants: tuple[str, ...] = ("720x720_5s",)) -> Path:
     """Write every file of a checkpoint folder under `root` and return it."""

@@ -3,7 +3,7 @@
     .venv/bin/python tests/golden/make_pipeline_goldens.py [--reference /work/ovi-ref]
 
 Needs `einops` (the `bench` extra). Not run by the test suite. On a tiny checkpoint folder with a
-short clip (`SHORT_ARCH`, written by `engine.testing.tiny_checkpoint`, seed 0) the reference
+short clip (`TINY_SHORT_ARCH`, written by `engine.testing.tiny_checkpoint`, seed 0) the reference
 renders a t2v and an i2v shot with all of its own networks — T5 and its tokenizer, the fusion
 model, the Wan2.2 VAE (i2v encode and decode), the MMAudio VAE decoder and BigVGAN — on the CPU
 through refenv.py. Writes `data/pipeline_shots.safetensors`: the i2v input image, and per shot
@@ -13,7 +13,6 @@ reference writer's) and the waveform. The prompts and settings are in its metada
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -33,14 +32,11 @@ import refenv  # noqa: E402
 from engine.arch import load_arch  # noqa: E402
 from engine.layout import fusion_weights  # noqa: E402
 from engine.pipeline import frames_uint8  # noqa: E402
-from engine.testing.tiny_checkpoint import TINY_ARCH, write_tiny_checkpoint  # noqa: E402
+from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH, write_tiny_checkpoint  # noqa: E402
 from engine.variants import get_variant, snap_t2v_size  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 VARIANT = "720x720_5s"
-# 17 frames of 64x64 and 25 audio latents: a whole shot in a second on the CPU
-SHORT_ARCH = {**copy.deepcopy(TINY_ARCH),
-              "variant": {"video_latent_length": 5, "audio_latent_length": 25, "video_area": 4096}}
 SHOTS = {
     "t2v": {"prompt": "A lighthouse keeper climbs the stairs at dusk. <S>Storm's coming.<E> "
                       "<AUDCAP>wind, creaking wood<ENDAUDCAP>", "height": 720, "width": 720},
@@ -98,7 +94,7 @@ def main() -> None:
     image = first_frame()
     tensors = {"i2v.image": torch.from_numpy(np.array(image))}
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = write_tiny_checkpoint(Path(tmp) / "ckpts", seed=0, arch_json=SHORT_ARCH)
+        ckpt = write_tiny_checkpoint(Path(tmp) / "ckpts", seed=0, arch_json=TINY_SHORT_ARCH)
         with refenv.import_reference(args.reference) as ref, torch.inference_mode(), \
                 refenv.cuda_autocast_emulation():
             engine = official_engine(ref, ckpt)
@@ -109,7 +105,7 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / "pipeline_shots.safetensors"
     save_file(tensors, str(path), metadata={"shots": json.dumps(SHOTS), "settings": json.dumps(SETTINGS),
-                                            "arch": json.dumps(SHORT_ARCH), "torch": torch.__version__})
+                                            "arch": json.dumps(TINY_SHORT_ARCH), "torch": torch.__version__})
     print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB)")
 
 
