@@ -78,6 +78,22 @@ def test_first_frame_from_a_video_is_its_last_frame(tmp_path):
     assert np.array_equal(np.asarray(img), frames[-1])
 
 
+def test_a_video_first_frame_is_decoded_once_while_unchanged(tmp_path, monkeypatch):
+    """Planning and rendering both read a shot's first frame; a video decodes once."""
+    decodes = []
+    real = ffmpeg.read_rawvideo
+    monkeypatch.setattr(ffmpeg, "read_rawvideo", lambda *a, **k: decodes.append(a) or real(*a, **k))
+    path = tmp_path / "clip.mkv"
+    video.write_lossless(path, _frames(5))
+    first = images.load_first_frame(path)
+    first.paste((0, 0, 0), (0, 0, 4, 4))  # callers get their own copy
+    again = images.load_first_frame(path)
+    assert len(decodes) == 1 and np.array_equal(np.asarray(again), _frames(5)[-1])
+    video.write_lossless(path, _frames(6))  # a new file: decoded again
+    assert np.array_equal(np.asarray(images.load_first_frame(path)), _frames(6)[-1])
+    assert len(decodes) == 2
+
+
 def test_broken_first_frame_is_a_clear_error(tmp_path):
     bad = tmp_path / "frame.png"
     bad.write_bytes(b"\x89PNG not really")

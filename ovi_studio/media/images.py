@@ -2,6 +2,7 @@
 a target size, and writing PNGs."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,18 @@ class ImageLoadError(ValueError):
 
 
 def load_first_frame(path: str | Path) -> Image.Image:
-    """An RGB image from an image file, or the last frame of a video file."""
+    """An RGB image from an image file, or the last frame of a video file. The plan and the
+    render both read it: the decoded image is kept while the file is unchanged (a video is
+    decoded through to its last frame, once)."""
     path = Path(path)
     if not path.is_file():
         raise ImageLoadError(f"first frame {path} does not exist")
+    stat = path.stat()
+    return _decoded_first_frame(path.resolve(), stat.st_mtime_ns, stat.st_size).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _decoded_first_frame(path: Path, mtime_ns: int, size: int) -> Image.Image:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return Image.fromarray(last_video_frame(path))
     try:
