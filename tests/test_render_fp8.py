@@ -77,6 +77,8 @@ def test_shots_that_differ_in_fp8_reload_the_model_between_them(tmp_path, tiny_c
     assert loads == [False, "scaled"]
     assert meta(tmp_path, "a")["engine_info"]["memory"]["fp8"] is False
     assert meta(tmp_path, "b")["engine_info"]["memory"]["fp8"] == "scaled"
+    # the engine identity in meta.json is the engine as it rendered each take
+    assert meta(tmp_path, "a")["engine"]["fp8"] is False and meta(tmp_path, "b")["engine"]["fp8"] == "scaled"
 
 
 def test_an_unknown_preset_is_refused_before_anything_renders(tmp_path, tiny_ckpt_short):

@@ -358,6 +358,8 @@ class RenderSession:
             ("clip", layout.clip), ("frames", layout.frames), ("audio", layout.audio),
             ("last_frame", layout.last_frame), ("latents", layout.latents)) if path.is_file()}
         shot = step.shot
+        # as the engine rendered this take: fp8 and swapping follow the shot's settings
+        self._engine_identity = self._engine.identity()
         meta = {
             "schema": 1, "shot": shot.id, "take": step.take, "status": "done",
             "cache_key": step.cache_key, "key_inputs": step.key_inputs,
