@@ -17,6 +17,7 @@ from engine.arch import Arch, load_arch
 from engine.embedding_cache import cache_root
 from engine.errors import CheckpointError
 from engine.layout import fusion_weights, source_of
+from engine.lora import LoraSpec, load_loras, lora_fingerprint, merge_loras
 from engine.math import resolve_attention_backend
 from engine.model import FusionModel
 from engine.variants import FP8_VARIANTS, Variant, get_variant
@@ -27,7 +28,8 @@ _LISTED = 5  # keys named in a mismatch message
 def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.device,
                       dtype: torch.dtype = torch.bfloat16, fp8: bool | str = False,
                       attention: str = "auto", read_device: torch.device | None = None,
-                      cache_dir: str | Path | None = None) -> tuple[FusionModel, Variant]:
+                      cache_dir: str | Path | None = None,
+                      loras: tuple[LoraSpec, ...] = ()) -> tuple[FusionModel, Variant]:
     """The fusion model of `variant_name` for `device`, and the variant (with arch.json overrides).
 
     dtype: storage dtype of the weights (computation is bf16 regardless). fp8: True loads the
@@ -37,6 +39,7 @@ def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.
     attention: "auto", "sdpa", "flash2" or "flash3", resolved for `device` (see
     `model.attention_backend`). read_device: where the weights are put (default `device`);
     "cpu" when block swapping places the model afterwards (engine.offload.stream_model).
+    loras: merged into the weights as they are read (engine.lora), before any fp8 quantisation.
     """
     root = Path(ckpt_dir)
     device = torch.device(device)
@@ -52,11 +55,14 @@ def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.
     with torch.device("meta"):
         model = FusionModel(arch.video_dit, arch.audio_dit, backend)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    loaded_loras = load_loras(list(loras), expected)
     if fp8 == "scaled":
-        model = _load_scaled_fp8(model, root, variant, expected, arch, read_device, dtype, cache_dir)
+        model = _load_scaled_fp8(model, root, variant, expected, arch, read_device, dtype, cache_dir,
+                                 loaded_loras)
     else:
         state = read_fusion_weights(root, fusion_weights(variant, fp8), expected, arch, read_device,
                                     dtype=None if fp8 else dtype)
+        merge_loras(state, loaded_loras)
         model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False), variant
 
@@ -68,15 +74,20 @@ def quantize_fusion_layers(model: FusionModel) -> None:
 
 
 def _load_scaled_fp8(model: FusionModel, root: Path, variant: Variant, expected, arch: Arch,
-                     device: torch.device, dtype: torch.dtype, cache_dir) -> FusionModel:
+                     device: torch.device, dtype: torch.dtype, cache_dir, loras) -> FusionModel:
+    """The variant's bf16 weights with the LoRAs merged, quantised; the result is cached per
+    base file and set of LoRAs (files and scales)."""
     relative = fusion_weights(variant, False)
-    cached = fp8_format.converted_cache_path(cache_root(cache_dir), root / relative)
+    merged = ";".join(f"{lora_fingerprint(spec.path)}*{spec.scale}@{spec.tower}"
+                      for spec, _ in loras if spec.scale != 0)
+    cached = fp8_format.converted_cache_path(cache_root(cache_dir), root / relative, extra=merged)
     if cached.is_file():
         quantize_fusion_layers(model)
         state = fp8_format.load_scales_into(model, fp8_format.load_converted(cached, device))
         model.load_state_dict(state, strict=True, assign=True)
         return model
     state = read_fusion_weights(root, relative, expected, arch, torch.device("cpu"), dtype=dtype)
+    merge_loras(state, loras)
     model.load_state_dict(state, strict=True, assign=True)
     del state
     quantize_fusion_layers(model)

@@ -12,6 +12,7 @@ embeddings and the heads stay in bf16 (they are small and precision-sensitive).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -123,9 +124,13 @@ def scaled_state_dict(root: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def converted_cache_path(cache_dir: str | Path, source: str | Path, block: int = BLOCK) -> Path:
-    """Where the fp8 conversion of one checkpoint file is cached (keyed by its fingerprint)."""
+def converted_cache_path(cache_dir: str | Path, source: str | Path, block: int = BLOCK,
+                         extra: str = "") -> Path:
+    """Where the fp8 conversion of one checkpoint file is cached (keyed by its fingerprint and
+    `extra`: whatever else went into the weights, such as merged LoRAs)."""
     ident = file_fingerprint(source).replace("sha256:", "")
+    if extra:
+        ident += "-" + hashlib.sha256(extra.encode()).hexdigest()[:16]
     return Path(cache_dir) / "fp8" / f"{Path(source).stem}-{ident}-b{block}-v{FORMAT_VERSION}.safetensors"
 
 
