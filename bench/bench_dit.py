@@ -21,9 +21,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.arch import AUDIO_DIT, VIDEO_DIT, DiTParams, parse_arch  # noqa: E402
-from engine.math import resolve_attention_backend  # noqa: E402
+from engine.attention import resolve_attention_backend  # noqa: E402
 from engine.model import FusionModel  # noqa: E402
-from engine.sampling import SamplerSettings, denoise, peak_memory_bytes, reset_peak_memory  # noqa: E402
+from engine.device import peak_memory_bytes, reset_peak_memory  # noqa: E402
+from engine.sampling import SamplerSettings, denoise  # noqa: E402
 from engine.testing.tiny_checkpoint import TINY_ARCH  # noqa: E402
 
 PEAK_TFLOPS = 989.0  # H100/H200 SXM bf16 dense

@@ -47,7 +47,8 @@ from bench_dit import Shot, step_flops  # noqa: E402
 from engine.arch import load_arch  # noqa: E402
 from engine.fp8 import relative_error  # noqa: E402
 from engine.pipeline import OviPipeline, ShotRequest  # noqa: E402
-from engine.sampling import SamplerSettings, peak_memory_bytes, reset_peak_memory  # noqa: E402
+from engine.device import peak_memory_bytes, reset_peak_memory  # noqa: E402
+from engine.sampling import SamplerSettings  # noqa: E402
 from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH, write_tiny_checkpoint  # noqa: E402
 from engine.variants import get_variant, snap_t2v_size  # noqa: E402
 

@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.arch import DiTParams
-from engine.math import apply_rope, attention
+from engine.attention import attention
+from engine.math import apply_rope
 
 COMPUTE_DTYPE = torch.bfloat16
 FUSION_EPS = 1e-6  # the injected fusion norms use 1e-6 whatever the tower's eps

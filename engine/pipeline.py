@@ -35,10 +35,11 @@ from engine.errors import CheckpointError
 from engine.fingerprint import folder_fingerprint
 from engine.image import image_tensor
 from engine.layout import missing_files, required_files, source_of
-from engine.math import resolve_attention_backend
+from engine.attention import resolve_attention_backend
 from engine.offload import move_except, stream_model
 from engine.presets import GB, PRESETS, Preset, plan_memory, stream_text_encoder
-from engine.sampling import Callback, SamplerSettings, denoise, peak_memory_bytes, reset_peak_memory
+from engine.device import peak_memory_bytes, reset_peak_memory
+from engine.sampling import Callback, SamplerSettings, denoise
 from engine.text import PromptEmbeddings
 from engine.variants import get_variant, snap_t2v_size
 from engine.video_vae import Tiling, VideoVAE

@@ -6,7 +6,6 @@ timestep list with their own scheduler, and every guidance step is the reference
 """
 from __future__ import annotations
 
-import resource
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -129,14 +128,3 @@ def denoise(model: FusionModel, *, settings: SamplerSettings, text: torch.Tensor
         video[:, :1] = first_frame_latent
     return video, audio
 
-
-def reset_peak_memory(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory_bytes(device) -> int:
-    """Peak memory since the last reset: CUDA allocator peak, or the process's peak RSS on CPU."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -9,7 +9,7 @@ import torch
 
 from engine.arch import AUDIO_DIT, VIDEO_DIT, parse_arch
 from engine.checkpoint import load_fusion_model
-from engine.math import available_attention_backends, resolve_attention_backend
+from engine.attention import available_attention_backends, resolve_attention_backend
 from engine.model import FusionModel
 from engine.sampling import SamplerSettings, denoise, guide
 from engine.testing.tiny_checkpoint import TINY_ARCH

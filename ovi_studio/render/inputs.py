@@ -203,7 +203,7 @@ def engine_factory(choice: EngineChoice, options: RenderOptions, loaded, ckpt_di
 
 def _check_attention(requested: str, device: str) -> None:
     import torch
-    from engine.math import resolve_attention_backend
+    from engine.attention import resolve_attention_backend
     try:
         resolve_attention_backend(requested, torch.device(device))
     except ValueError as exc:
