@@ -14,10 +14,10 @@ from safetensors import SafetensorError, safe_open
 
 from engine import fp8 as fp8_format
 from engine.arch import Arch, load_arch
+from engine.attention import resolve_attention_backend
 from engine.embedding_cache import cache_root
 from engine.errors import CheckpointError
 from engine.layout import fusion_weights, source_of
-from engine.attention import resolve_attention_backend
 from engine.lora import LoraSpec, load_loras, lora_fingerprint, merge_loras
 from engine.model import FusionModel
 from engine.variants import FP8_VARIANTS, Variant, get_variant
