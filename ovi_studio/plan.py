@@ -25,6 +25,7 @@ from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_eng
                                     storyboard_ckpt_dir)
 from ovi_studio.errors import UserError, at
 from ovi_studio.media.images import ImageLoadError, load_first_frame
+from ovi_studio.render.picking import parent_take
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
 # Bump when the engine or post-processing changes what a given key renders to.
@@ -56,7 +57,7 @@ class PlannedTake:
     take: int
     seed: int
     mode: str  # "t2v" | "i2v" | "extend"
-    parent: str | None  # an extension continues from the parent's take 0
+    parent: str | None  # an extension continues from the parent's chosen take (parent_take)
     height: int | None  # None when blocked: the size depends on an unreadable first frame
     width: int | None
     frames: int
@@ -66,6 +67,11 @@ class PlannedTake:
     reasons: list[str]
     estimate_seconds: float
     out_dir: Path = field(repr=False, default=Path("."))
+    parent_take: int = 0  # which take of `parent` this extension starts from
+
+    @property
+    def parent_dir(self) -> Path | None:
+        return self.out_dir / "shots" / self.parent / f"take{self.parent_take}" if self.parent else None
 
     @property
     def artifact_dir(self) -> Path:
@@ -75,6 +81,7 @@ class PlannedTake:
         return {
             "shot": self.shot.id, "take": self.take, "seed": self.seed, "mode": self.mode,
             "parent": self.parent, "height": self.height, "width": self.width,
+            "parent_take": self.parent_take if self.parent else None,
             "frames": self.frames, "status": self.status, "reasons": self.reasons,
             "estimate_seconds": round(self.estimate_seconds, 1), "cache_key": self.cache_key,
             "artifact_dir": str(self.artifact_dir), "key_inputs": self.key_inputs,
@@ -157,9 +164,12 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
         return identities[fp8]
 
     steps: list[PlannedTake] = []
-    first_take: dict[str, PlannedTake] = {}
+    takes_of: dict[str, list[PlannedTake]] = {}
     for shot in execution_order(loaded):
-        parent = first_take.get(shot.extends) if shot.extends else None
+        parent = None
+        if shot.extends:  # the parent's chosen take: picking.parent_take
+            parent = takes_of[shot.extends][min(parent_take(loaded.shot(shot.extends)),
+                                                len(takes_of[shot.extends]) - 1)]
         s = shot.settings
         try:
             mode, (height, width), image_hash = _geometry(variant, shot, parent)
@@ -182,11 +192,12 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
             }
             planned = PlannedTake(shot, take, s.seed + take, mode, shot.extends, height, width,
                                   variant.frames, "" if blocked else cache_key(inputs), inputs,
-                                  "blocked", [blocked] if blocked else [], per_take, out_dir)
+                                  "blocked", [blocked] if blocked else [], per_take, out_dir,
+                                  parent.take if parent else 0)
             if not blocked:
-                planned.status, planned.reasons = _staleness(planned)
+                planned.status, planned.reasons = _staleness(planned, takes_of.get(shot.extends, []))
             steps.append(planned)
-            first_take.setdefault(shot.id, planned)
+            takes_of.setdefault(shot.id, []).append(planned)
     total = sum(step.estimate_seconds for step in steps if step.status == "stale")
     return Plan(loaded, steps, out_dir, total, choice, variant, ckpt, checkpoint_identity(False))
 
@@ -215,7 +226,7 @@ def _file_hash(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _staleness(take: PlannedTake) -> tuple[str, list[str]]:
+def _staleness(take: PlannedTake, parent_takes: list[PlannedTake]) -> tuple[str, list[str]]:
     meta_path = take.artifact_dir / META_FILE
     if not meta_path.is_file():
         return "stale", ["not rendered yet"]
@@ -226,16 +237,23 @@ def _staleness(take: PlannedTake) -> tuple[str, list[str]]:
         return "stale", [f"{META_FILE} is unreadable"]
     if stored_key == take.cache_key:
         return "fresh", []
-    return "stale", explain_changes(stored, take.key_inputs) or ["cache key changed"]
+    picked = {p.cache_key: p.take for p in parent_takes}
+    return "stale", explain_changes(stored, take.key_inputs, picked) or ["cache key changed"]
 
 
-def explain_changes(old: dict, new: dict) -> list[str]:
-    """Human reasons for the differences between two key_inputs objects."""
+def explain_changes(old: dict, new: dict, parent_takes: dict[str, int] | None = None) -> list[str]:
+    """Human reasons for the differences between two key_inputs objects. `parent_takes` maps
+    the cache keys of the parent shot's takes to their numbers: a parent key that is another
+    take of the same parent means the parent was re-picked."""
+    parent_takes = parent_takes or {}
     reasons: list[str] = []
     for name in sorted(set(old) | set(new), key=lambda n: list(new).index(n) if n in new else 999):
         if old.get(name) == new.get(name) or name == "parent_shot":
             continue
-        if name == "parent":
+        if name == "parent" and old.get("parent") in parent_takes and new.get("parent") in parent_takes:
+            reason = (f"parent {new.get('parent_shot')} re-picked (take {parent_takes[old['parent']]} "
+                      f"-> take {parent_takes[new['parent']]})")
+        elif name == "parent":
             reason = f"upstream shot {new.get('parent_shot') or old.get('parent_shot')} changed"
         elif name == "engine":
             reason = (f"rendered by {old.get('engine') or 'an older ovi-studio'}; "

@@ -103,6 +103,8 @@ class Shot(Settings):
     first_frame: str | None = Field(None, description="image path, relative to the storyboard")
     extends: str | None = Field(None, pattern=SHOT_ID_PATTERN, description="shot whose last frame starts this one")
     takes: int = Field(1, ge=1, le=64, description="variants with seeds seed, seed+1, …")
+    pick: int | None = Field(None, ge=0, description="the take that goes in the cut and that "
+                             "extensions start from (`ovi-studio pick` writes it)")
     noqa: list[str] | None = Field(None, description="lint codes to ignore for this shot")
     use: str | None = Field(None, description="template name (templates/<name>.yaml)")
     with_: dict[str, str | int | float | bool] | None = Field(None, alias="with")
@@ -114,6 +116,9 @@ class Shot(Settings):
             raise ValueError("give either `prompt` or `scene`/`dialogue`/`audio`, not both")
         if self.with_ is not None and self.use is None:
             raise ValueError("`with` gives template parameters; add `use: <template>`")
+        if self.pick is not None and self.pick >= self.takes:
+            raise ValueError(f"`pick: {self.pick}` but the shot has {self.takes} take(s), "
+                             f"numbered 0 to {self.takes - 1}")
         if self.prompt is None and not structured and self.use is None:
             raise ValueError("a shot needs a `prompt`, or `scene`/`dialogue`/`audio`, or `use`")
         return self
@@ -133,6 +138,23 @@ class Output(_Strict):
     chapters: bool = True
 
 
+class QcThresholds(_Strict):
+    """`qc:` — thresholds of the quality checks run after each take and on the cut."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    av_tolerance_ms: float = Field(42.0, ge=0, description="cut: audio/video start and end within this (one frame)")
+    take_av_tolerance_ms: float = Field(50.0, ge=0, description="take: |audio - video| length (Ovi: ~18 ms at 5 s)")
+    loudness_tolerance_lu: float = Field(1.0, ge=0, description="cut: integrated loudness within this of output.loudness")
+    true_peak_max_db: float = Field(-1.0, description="cut: true peak ceiling in dBTP")
+    black_min_s: float = Field(0.5, gt=0, description="black stretches this long or longer fail")
+    black_pixel_threshold: float = Field(0.10, ge=0, le=1, description="a pixel darker than this (0..1) is black")
+    freeze_min_s: float = Field(2.0, gt=0, description="frozen stretches this long or longer fail")
+    freeze_noise_db: float = Field(-60.0, description="frame difference below this counts as frozen")
+    speech_min_s: float = Field(0.5, ge=0, description="a take with dialogue needs this much voiced audio")
+    speech_floor_db: float = Field(-45.0, description="voice-band level (dBFS) that counts as voiced")
+    seam_max_delta_e: float = Field(8.0, ge=0, description="extension seams: mean colour jump (delta E 1976)")
+    clip_max_fraction: float = Field(0.001, ge=0, le=1, description="share of samples at full scale allowed")
+
+
 class Storyboard(_Strict):
     version: Literal[1]
     title: str | None = None
@@ -145,6 +167,7 @@ class Storyboard(_Strict):
     output: Output = Field(default_factory=Output)
     characters: dict[CharacterName, Character] = Field(
         default_factory=dict, description="name -> look and voice; write {name} in any text to insert the look")
+    qc: QcThresholds = Field(default_factory=QcThresholds)
     shots: list[Shot] = Field(min_length=1)
 
 
@@ -219,6 +242,7 @@ class ResolvedShot:
     settings: ShotSettings
     takes: int
     noqa: list[str]
+    pick: int | None = None  # the take chosen in the storyboard
     template: str | None = None
     node: CommentedMap | None = None  # the shot's mapping in `LoadedStoryboard.document`
 
@@ -253,6 +277,7 @@ _KNOWN_KEYS = {
     "storyboard": list(Storyboard.model_fields),
     "defaults": list(Settings.model_fields),
     "output": list(Output.model_fields),
+    "qc": list(QcThresholds.model_fields),
     "character": list(Character.model_fields),
     "shot": [f.alias or name for name, f in Shot.model_fields.items()],
     "dialogue": list(DialogueItem.model_fields),
@@ -475,7 +500,7 @@ class _Loader:
                 dialogue=compiled.dialogue, scene=compiled.scene, audio_caption=compiled.audio_caption,
                 first_frame=first_frame, extends=shot.extends,
                 settings=merge_settings(model.defaults, shot, variant, in_chain),
-                takes=shot.takes, noqa=list(shot.noqa or []), template=given.template,
+                takes=shot.takes, noqa=list(shot.noqa or []), pick=shot.pick, template=given.template,
                 node=given.node if isinstance(given.node, CommentedMap) else None))
         return resolved
 
@@ -554,7 +579,7 @@ def _container(loc: tuple) -> str:
         return "dialogue" if "dialogue" in loc else "shot"
     if loc[0] == "characters":
         return "character"
-    return {"defaults": "defaults", "output": "output"}.get(loc[0], "storyboard")
+    return {"defaults": "defaults", "output": "output", "qc": "qc"}.get(loc[0], "storyboard")
 
 
 def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: bool) -> ShotSettings:
@@ -580,7 +605,7 @@ def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: b
 
 
 __all__ = [
-    "Character", "DialogueItem", "DialogueLine", "LoadedStoryboard", "Output", "ResolvedShot",
+    "Character", "DialogueItem", "DialogueLine", "LoadedStoryboard", "Output", "QcThresholds", "ResolvedShot",
     "Settings", "Shot", "ShotSettings", "Storyboard", "load_storyboard",
     "merge_settings", "storyboard_schema",
 ]

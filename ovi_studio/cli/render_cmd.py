@@ -8,6 +8,8 @@ import typer
 
 from ovi_studio.cli.app import app, err, guarded
 from ovi_studio.errors import UserError
+from ovi_studio.render.picking import POLICIES
+from ovi_studio.render.quality import CHECKS, parse_fail_on
 
 def _names(values: list[str] | None) -> list[str]:
     """Shot names from repeated and/or comma-separated values."""
@@ -44,12 +46,16 @@ def render(
     blocks_to_swap: Optional[str] = typer.Option(None, "--blocks-to-swap", help="fusion layers streamed from CPU memory, N or auto (as --set blocks_to_swap=…); outputs are bit-identical"),
     attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else SDPA) | flash3 | flash2 | sdpa"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the fusion layers (the first shot pays a one-time compile)"),
+    pick: str = typer.Option("best", "--pick", help="shots without `pick:`: best (the best take by the quality checks) | first (take 0)"),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="quality checks that make the exit code 1, comma-separated (or all): " + ", ".join(CHECKS)),
 ) -> None:
     """Render a storyboard: every stale shot through the engine, then the final cut."""
     from ovi_studio.render.progress import make_progress
     from ovi_studio.render.inputs import RenderOptions, parse_overrides
     from ovi_studio.render.session import RenderSession
 
+    if pick not in POLICIES:
+        raise UserError(f"--pick {pick}: expected {' or '.join(POLICIES)}")
     if shots and not force:
         raise UserError(f"unexpected argument(s) {' '.join(shots)}",
                         hint="shot names after the storyboard go with --force (e.g. --force a b); use --only to select")
@@ -58,7 +64,7 @@ def render(
         ckpt_dir=ckpt_dir, overrides=_engine_flags(fp8, blocks_to_swap) | parse_overrides(set_),
         force=_names(shots) if force else None, only=_names(only) or None,
         takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset,
-        attention=attention, compile=compile_)
+        attention=attention, compile=compile_, pick=pick, fail_on=parse_fail_on(fail_on))
     progress = make_progress(quiet)
     session = RenderSession(options, progress)
     plan = session.prepare()
@@ -98,6 +104,8 @@ def summarize(outcome, out_dir: Path, quiet: bool) -> None:
             err.print(f"[red]failed:[/] {record.shot}/take{record.take}: {record.reason}", highlight=False)
         elif record.status == "skipped" and not quiet:
             err.print(f"skipped: {record.shot}/take{record.take}: {record.reason}", highlight=False)
+    for failure in outcome.quality_failures:
+        err.print(f"[red]quality check failed (--fail-on):[/] {failure}", highlight=False)
     if outcome.failed_shots:
         err.print(f"[red]{len(outcome.failed_shots)} shot(s) failed:[/] {', '.join(outcome.failed_shots)}",
                   highlight=False)

@@ -25,6 +25,7 @@ class TakeRecord:
     reason: str | None = None
     seconds: float | None = None
     files: dict[str, str] = field(default_factory=dict)
+    qc: list | None = None  # quality.Check of the take (None: not checked)
 
     @property
     def ok(self) -> bool:
@@ -39,16 +40,20 @@ def take_json(record: TakeRecord, out_dir: Path) -> dict:
         data["reason"] = record.reason
     if record.seconds is not None:
         data["seconds"] = round(record.seconds, 2)
+    if record.qc is not None:
+        from ovi_studio.render.quality import score
+        data["qc"] = [c.to_json() for c in record.qc]
+        data["qc_score"] = round(score(record.qc), 3)
     return data
 
 
 def build_report(*, storyboard: Path, out_dir: Path, engine: dict, status: str,
                  records: list[TakeRecord], shot_order: list[str], final: dict,
-                 started: float) -> dict:
+                 started: float, picks: dict[str, dict] | None = None) -> dict:
     shots = []
     for shot_id in shot_order:
         takes = [take_json(r, out_dir) for r in records if r.shot == shot_id]
-        shots.append({"id": shot_id, "takes": takes})
+        shots.append({"id": shot_id, "takes": takes, "pick": (picks or {}).get(shot_id)})
     failed = sorted({r.shot for r in records if r.status == "failed"})
     return {
         "schema": SCHEMA, "ovi_studio": __version__, "storyboard": str(storyboard),

@@ -28,7 +28,8 @@ from ovi_studio.errors import UserError
 from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
 from ovi_studio.media.images import ImageLoadError, fit_image, load_first_frame, save_png
-from ovi_studio.render import continuity
+from ovi_studio.render import continuity, picking, quality
+from ovi_studio.render.picking import parent_take
 from ovi_studio.render.artifacts import (TakeLayout, atomic_target, begin_take, committed_meta,
                                          WORK_PREFIX, file_record, read_json, sweep_leftovers,
                                          write_json_atomic, write_latents)
@@ -50,6 +51,7 @@ class RenderOutcome:
     final: dict
     report_path: Path | None
     interrupted: bool = False
+    quality_failures: list[str] = dataclasses.field(default_factory=list)  # --fail-on checks that failed
 
     @property
     def failed_shots(self) -> list[str]:
@@ -59,7 +61,8 @@ class RenderOutcome:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.failed_shots or self.final.get("status") == "failed" else 0
+        failed = self.failed_shots or self.quality_failures or self.final.get("status") == "failed"
+        return 1 if failed else 0
 
 
 # -- the session ------------------------------------------------------------------------------
@@ -88,6 +91,7 @@ class RenderSession:
         self._custom_factory = engine_factory
         self._engine_factory: Callable[[], ShotEngine] | None = None
         self._engine_identity: dict = {}
+        self.choices: dict[str, picking.Choice] = {}
 
     # planning ---------------------------------------------------------------------------
     def prepare(self):
@@ -164,15 +168,22 @@ class RenderSession:
         finally:
             if self._engine is not None:
                 self._engine.close()
-        final = {"status": "interrupted"} if interrupted else self._assemble()
+        final = {"status": "interrupted"}
+        if not interrupted:
+            self.choose_takes()
+            final = self._assemble()
+            self._check_cut(final)
         report = build_report(
             storyboard=self.loaded.path, out_dir=self.out_dir,
             engine=self._engine_identity or {"name": self._engine_name},
             status="interrupted" if interrupted else ("failed" if self._failed() else "ok"),
             records=self.records, shot_order=[s.id for s in self.loaded.shots], final=final,
-            started=started)
+            started=started, picks={k: c.to_json() for k, c in self.choices.items()})
         path = write_report(self.out_dir, report)
-        return RenderOutcome(self.records, final, path, interrupted)
+        fail_on = self.options.fail_on
+        failures = self.quality_failures(fail_on) + [
+            f"final: {c['check']}" for c in final.get("qc", []) if c["status"] == quality.FAIL and c["check"] in fail_on]
+        return RenderOutcome(self.records, final, path, interrupted, failures)
 
     def _record_blocked(self, step) -> None:
         """A take the plan could not size: its shot's first frame is unreadable (failed), or it
@@ -203,7 +214,7 @@ class RenderSession:
             upstream = step.parent is not None and step.parent in rendering
             if upstream or self._forced(step.shot.id) or self._committed(step) is None:
                 out.append(step)
-                if step.take == 0:
+                if step.take == parent_take(step.shot):
                     rendering.add(step.shot.id)
         return out
 
@@ -218,7 +229,7 @@ class RenderSession:
         return meta
 
     def _parent_layout(self, step) -> TakeLayout:
-        return TakeLayout(self.out_dir / "shots" / step.parent / "take0")
+        return TakeLayout(step.parent_dir)
 
     def _prepare_engine(self, will_render) -> None:
         if not will_render:
@@ -235,7 +246,7 @@ class RenderSession:
     def _run_step(self, step, predicted: bool) -> None:
         label = f"{step.shot.id}/take{step.take}"
         parent_failed = next((r for r in self.records if step.parent is not None and r.shot == step.parent
-                              and r.take == 0 and not r.ok), None)
+                              and r.take == step.parent_take and not r.ok), None)
         if parent_failed is not None:
             record = self._record(step, "skipped", f"extends {step.parent}, which {parent_failed.status}")
             self.records.append(record)
@@ -314,7 +325,7 @@ class RenderSession:
             pick = continuity.choose_seed_frame(tail, "sharpest")
             tail_index = total - len(tail) + pick
             frame = Image.fromarray(tail[pick])
-        provenance = {"shot": step.parent, "take": 0, "index": tail_index, "of": total,
+        provenance = {"shot": step.parent, "take": step.parent_take, "index": tail_index, "of": total,
                       "mode": shot.settings.seed_frame,
                       "frames_sha256": parent_meta.get("files", {}).get("frames", {}).get("sha256")}
         return frame, provenance  # the parent's own size: an extension keeps its geometry
@@ -324,7 +335,8 @@ class RenderSession:
         if step.mode != "extend" or mode == "off" or not self._engine.color_drift:
             return None
         source = self._chain_root(step.shot.id) if mode == "first" else step.parent
-        ref_meta = read_json(TakeLayout(self.out_dir / "shots" / source / "take0").meta) or {}
+        ref_take = parent_take(self.loaded.shot(source))
+        ref_meta = read_json(TakeLayout(self.out_dir / "shots" / source / f"take{ref_take}").meta) or {}
         if "color_stats" not in ref_meta:
             return None
         reference = continuity.ColorStats.from_json(ref_meta["color_stats"])
@@ -383,6 +395,54 @@ class RenderSession:
         write_json_atomic(layout.meta, meta)  # the commit marker: last
         return meta
 
+    # quality and the chosen takes -------------------------------------------------------
+    def choose_takes(self) -> None:
+        """Run the quality checks of every finished take (cached beside it), then choose each
+        shot's take (render.picking)."""
+        thresholds = self.loaded.model.qc
+        for record in self.records:
+            if record.ok:
+                record.qc = quality.checks_of_take(record.dir, self.loaded.shot(record.shot),
+                                                   self.out_dir, thresholds)
+                for check in quality.failures(record.qc):
+                    self.progress.log(f"{record.shot}/take{record.take}: quality check {check.name} "
+                                      f"failed: {check.detail}")
+        extended = {s.extends for s in self.loaded.shots if s.extends}
+        self.choices = {
+            shot.id: picking.choose(shot, shot.id in extended,
+                                    {r.take: r.qc for r in self.records if r.shot == shot.id and r.ok},
+                                    self.options.pick)
+            for shot in self.loaded.shots}
+
+    def _check_cut(self, final: dict) -> None:
+        if final.get("status") not in ("done", "cached"):
+            return
+        segments, _ = self.cut_segments()
+        starts = final["segment_starts"]
+        facts = quality.CutFacts(
+            self.out_dir / final["path"], segments[0].width, segments[0].height, final["frames"],
+            [(seg.shot_id, start) for seg, start in zip(segments, starts)
+             if seg.start_frame == 1 and not seg.transition_frames],
+            self.assembly_settings().loudness_lufs, self._engine_name == "preview")
+        try:
+            checks = quality.check_cut(facts, self.loaded.model.qc)
+        except Exception as exc:  # a meter failing must not lose the render
+            checks = [quality.Check("durations", quality.FAIL, f"the cut could not be measured: {exc}")]
+        final["qc"] = [c.to_json() for c in checks]
+        for check in quality.failures(checks):
+            self.progress.log(f"final cut: quality check {check.name} failed: {check.detail}",
+                              important=True)
+
+    def quality_failures(self, names: set[str]) -> list[str]:
+        """`shot/takeN: check` (and `final: check`) for the chosen takes and the cut whose
+        checks in `names` failed (what --fail-on turns into a non-zero exit)."""
+        found = []
+        for record in self.records:
+            if self.choices.get(record.shot) and self.choices[record.shot].take == record.take:
+                found += [f"{record.shot}/take{record.take}: {c.name}"
+                          for c in quality.failures(record.qc or [], names)]
+        return found
+
     # assembly ---------------------------------------------------------------------------
     def assembly_settings(self, clip: bool = False) -> AssemblySettings:
         o = self.options.overrides
@@ -400,11 +460,13 @@ class RenderSession:
         return self.out_dir / name
 
     def cut_segments(self) -> tuple[list[Segment], list[str]]:
-        """Segments in storyboard order (take 0 of each shot), and the shots that are missing."""
+        """Segments in storyboard order (the chosen take of each shot), and the shots that are
+        missing."""
         metas, missing = {}, []
         for shot in self.loaded.shots:
-            meta = read_json(self.out_dir / "shots" / shot.id / "take0" / "meta.json")
-            ok = any(r.shot == shot.id and r.take == 0 and r.ok for r in self.records)
+            take = self.choices[shot.id].take
+            meta = read_json(self.out_dir / "shots" / shot.id / f"take{take}" / "meta.json")
+            ok = any(r.shot == shot.id and r.take == take and r.ok for r in self.records)
             if not ok or meta is None:
                 missing.append(shot.id)
             metas[shot.id] = meta
@@ -413,7 +475,8 @@ class RenderSession:
         shots = self.loaded.shots
         segments = []
         for i, shot in enumerate(shots):
-            meta, layout = metas[shot.id], TakeLayout(self.out_dir / "shots" / shot.id / "take0")
+            layout = TakeLayout(self.out_dir / "shots" / shot.id / f"take{self.choices[shot.id].take}")
+            meta = metas[shot.id]
             prev_id = shots[i - 1].id if i else None
             nxt = shots[i + 1] if i + 1 < len(shots) else None
             start = 1 if shot.extends is not None and shot.extends == prev_id else 0
