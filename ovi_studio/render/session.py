@@ -41,7 +41,7 @@ from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.report import TakeRecord, build_report, previous_report, write_report
 
 AUDIO_RATE = 16_000
-ASSEMBLY_VERSION = 1
+ASSEMBLY_VERSION = 2  # 2: report.json lists the cut's segments
 PREVIEW_SECONDS_PER_TAKE = 1.0
 
 
@@ -511,7 +511,7 @@ class RenderSession:
         except Exception as exc:
             self.progress.log(f"assembly failed: {exc}", important=True)
             return {"status": "failed", "reason": str(exc)}
-        return final_json(result, self.out_dir, key, time.perf_counter() - started)
+        return final_json(result, self.out_dir, key, time.perf_counter() - started, segments)
 
 
 def _flag(override: str | None, default: bool) -> bool:
@@ -536,13 +536,20 @@ def _meta_sha(path: Path, name: str) -> str | None:
     return meta.get("files", {}).get(name, {}).get("sha256")
 
 
-def final_json(result: AssemblyResult, out_dir: Path, key: str, seconds: float) -> dict:
+def final_json(result: AssemblyResult, out_dir: Path, key: str, seconds: float,
+               segments: list[Segment]) -> dict:
     rel = lambda p: p.relative_to(out_dir).as_posix() if p else None  # noqa: E731
+    timeline = [{"shot": seg.shot_id, "take_dir": rel(seg.frames_path.parent), "frames": seg.total_frames,
+                 "start_frame": seg.start_frame, "end_frame": seg.stop,
+                 "transition_frames": seg.transition_frames, "cut_start": start,
+                 "dialogue": [list(line) for line in seg.dialogue]}
+                for seg, start in zip(segments, result.segment_starts)]
     return {"status": "done", "path": rel(result.final), "srt": rel(result.srt), "vtt": rel(result.vtt),
             "chapters": rel(result.chapters), "frames": result.frames,
             "duration_s": round(result.duration_s, 4), "audio_samples_48k": result.audio_samples,
             "segment_starts": result.segment_starts, "loudness": result.loudness,
-            "bytes": result.final.stat().st_size, "key": key, "seconds": round(seconds, 2)}
+            "bytes": result.final.stat().st_size, "key": key, "seconds": round(seconds, 2),
+            "segments": timeline}
 
 
 def record_error(take_dir: Path, text: str) -> None:
