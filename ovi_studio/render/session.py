@@ -180,6 +180,7 @@ class RenderSession:
             records=self.records, shot_order=[s.id for s in self.loaded.shots], final=final,
             started=started, picks={k: c.to_json() for k, c in self.choices.items()})
         path = write_report(self.out_dir, report)
+        self.write_review(report)
         fail_on = self.options.fail_on
         failures = self.quality_failures(fail_on) + [
             f"final: {c['check']}" for c in final.get("qc", []) if c["status"] == quality.FAIL and c["check"] in fail_on]
@@ -432,6 +433,16 @@ class RenderSession:
         for check in quality.failures(checks):
             self.progress.log(f"final cut: quality check {check.name} failed: {check.detail}",
                               important=True)
+
+    def write_review(self, report: dict) -> None:
+        """report.html beside report.json; a page that cannot be drawn never fails the render."""
+        from ovi_studio.render.review import write_review
+        try:
+            page = write_review(self.out_dir, report, self.loaded.path)
+        except Exception as exc:
+            self.progress.log(f"review page not written: {type(exc).__name__}: {exc}", important=True)
+            return
+        self.progress.log(f"review page: {page}")
 
     def quality_failures(self, names: set[str]) -> list[str]:
         """`shot/takeN: check` (and `final: check`) for the chosen takes and the cut whose
