@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
 from engine import fp8 as fp8_format
 from engine.arch import Arch, load_arch
@@ -28,8 +29,9 @@ _LISTED = 5  # keys named in a mismatch message
 def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.device,
                       dtype: torch.dtype = torch.bfloat16, fp8: bool | str = False,
                       attention: str = "auto", read_device: torch.device | None = None,
-                      cache_dir: str | Path | None = None,
-                      loras: tuple[LoraSpec, ...] = ()) -> tuple[FusionModel, Variant]:
+                      cache_dir: str | Path | None = None, loras: tuple[LoraSpec, ...] = (),
+                      fp8_matmul: bool = False,
+                      fp8_file: str | Path | None = None) -> tuple[FusionModel, Variant]:
     """The fusion model of `variant_name` for `device`, and the variant (with arch.json overrides).
 
     dtype: storage dtype of the weights (computation is bf16 regardless). fp8: True loads the
@@ -40,12 +42,17 @@ def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.
     `model.attention_backend`). read_device: where the weights are put (default `device`);
     "cpu" when block swapping places the model afterwards (engine.offload.stream_model).
     loras: merged into the weights as they are read (engine.lora), before any fp8 quantisation.
+    fp8_matmul (with fp8="scaled"): quantise with one scale per output row and multiply in fp8
+    (engine.fp8; GPUs with fp8 tensor cores). fp8_file (with fp8="scaled"): a scaled-fp8 file
+    made by another tool (musubi-tuner, ComfyUI/kijai) read instead of the folder's weights.
     """
     root = Path(ckpt_dir)
     device = torch.device(device)
     read_device = device if read_device is None else torch.device(read_device)
     if fp8 not in (False, True, "scaled"):
         raise ValueError(f"fp8 must be False, True (the published fp8 file) or 'scaled', got {fp8!r}")
+    if (fp8_matmul or fp8_file is not None) and fp8 != "scaled":
+        raise ValueError("fp8_matmul and fp8_file go with fp8='scaled'")
     if fp8 is True and variant_name not in FP8_VARIANTS:
         raise ValueError(f"fp8 weights exist only for {', '.join(FP8_VARIANTS)}, not {variant_name}; "
                          "fp8='scaled' converts any variant")
@@ -56,33 +63,77 @@ def load_fusion_model(ckpt_dir: str | Path, variant_name: str, *, device: torch.
         model = FusionModel(arch.video_dit, arch.audio_dit, backend)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     loaded_loras = load_loras(list(loras), expected)
-    if fp8 == "scaled":
+    block = fp8_format.ROWWISE if fp8_matmul else fp8_format.BLOCK
+    if fp8_file is not None:
+        model = _load_tool_fp8(model, Path(fp8_file), expected, read_device, dtype, block, loaded_loras)
+    elif fp8 == "scaled":
         model = _load_scaled_fp8(model, root, variant, expected, arch, read_device, dtype, cache_dir,
-                                 loaded_loras)
+                                 loaded_loras, block)
     else:
         state = read_fusion_weights(root, fusion_weights(variant, fp8), expected, arch, read_device,
                                     dtype=None if fp8 else dtype)
         merge_loras(state, loaded_loras)
         model.load_state_dict(state, strict=True, assign=True)
+    if fp8_matmul:
+        fp8_format.use_fp8_matmul(model)
     return model.eval().requires_grad_(False), variant
 
 
-def quantize_fusion_layers(model: FusionModel) -> None:
-    """Turn the fusion layers' Linears into block-scaled FP8Linears (structure only on meta)."""
+def quantize_fusion_layers(model: FusionModel, block: int = fp8_format.BLOCK) -> None:
+    """Turn the fusion layers' Linears into scaled FP8Linears (structure only on meta)."""
     for tower in (model.video_model, model.audio_model):
-        fp8_format.quantize_linears(tower.blocks)
+        fp8_format.quantize_linears(tower.blocks, block=block)
+
+
+def _load_tool_fp8(model: FusionModel, path: Path, expected, device: torch.device,
+                   dtype: torch.dtype, block: int, loras) -> FusionModel:
+    """A scaled-fp8 file of another tool: its fp8 layers kept with their scales (requantised
+    only where LoRAs are merged or fp8 matmuls need row scales), everything else in `dtype`."""
+    hint = "pass a musubi-tuner or ComfyUI/kijai fp8_scaled file of an Ovi fusion model"
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(path, f"unreadable safetensors file ({exc})", hint) from None
+    if fp8_format.scaled_file_format(tensors) is None:
+        raise CheckpointError(path, "no fp8 scales in this file (no `scale_weight` keys)", hint)
+    entries = fp8_format.read_scaled_file(tensors)
+    missing, extra = sorted(expected.keys() - entries.keys()), sorted(entries.keys() - expected.keys())
+    if missing or extra:
+        parts = ([f"{len(missing)} missing key(s): {_some(missing)}"] if missing else []) + (
+            [f"{len(extra)} unexpected key(s): {_some(extra)}"] if extra else [])
+        raise CheckpointError(path, "not an Ovi fusion model: " + "; ".join(parts), hint)
+    quantize_fusion_layers(model, block)
+    layers = {name + ".weight" for name, m in model.named_modules() if isinstance(m, fp8_format.FP8Linear)}
+    state = {}
+    for key, entry in entries.items():
+        if isinstance(entry, tuple) and (key not in layers or loras or
+                                         (block == fp8_format.ROWWISE and entry[1].shape[1] != 1)):
+            entry = fp8_format.dequantize_blockwise(*entry, dtype)
+        state[key] = entry
+    if loras:
+        merge_loras(state, loras)
+    for key, entry in list(state.items()):
+        if key in layers and not isinstance(entry, tuple):
+            entry = fp8_format.quantize_blockwise(entry.to(dtype), block)
+        if isinstance(entry, tuple):
+            state[key] = entry[0]
+            state[key[: -len(".weight")] + ".scale"] = entry[1]
+        else:
+            state[key] = entry.to(dtype)
+    fp8_format.assign_parameters(model, state)
+    return model.to(device)
 
 
 def _load_scaled_fp8(model: FusionModel, root: Path, variant: Variant, expected, arch: Arch,
-                     device: torch.device, dtype: torch.dtype, cache_dir, loras) -> FusionModel:
+                     device: torch.device, dtype: torch.dtype, cache_dir, loras, block: int) -> FusionModel:
     """The variant's bf16 weights with the LoRAs merged, quantised; the result is cached per
     base file and set of LoRAs (files and scales)."""
     relative = fusion_weights(variant, False)
     merged = ";".join(f"{lora_fingerprint(spec.path)}*{spec.scale}@{spec.tower}"
                       for spec, _ in loras if spec.scale != 0)
-    cached = fp8_format.converted_cache_path(cache_root(cache_dir), root / relative, extra=merged)
+    cached = fp8_format.converted_cache_path(cache_root(cache_dir), root / relative, block, merged)
     if cached.is_file():
-        quantize_fusion_layers(model)
+        quantize_fusion_layers(model, block)
         state = fp8_format.load_scales_into(model, fp8_format.load_converted(cached, device))
         model.load_state_dict(state, strict=True, assign=True)
         return model
@@ -90,7 +141,7 @@ def _load_scaled_fp8(model: FusionModel, root: Path, variant: Variant, expected,
     merge_loras(state, loras)
     model.load_state_dict(state, strict=True, assign=True)
     del state
-    quantize_fusion_layers(model)
+    quantize_fusion_layers(model, block)
     fp8_format.save_converted(cached, fp8_format.scaled_state_dict(model))
     return model.to(device)
 

@@ -1,11 +1,24 @@
-"""fp8 weight storage: float8 e4m3 weights with per-block scales, computing in bf16.
+"""fp8 weight storage: float8 e4m3 weights with per-block or per-row scales.
 
-Two fp8 forms reach the engine:
-- the published fp8 file (`Ovi/model_fp8_e4m3fn.safetensors`): a plain cast, no scales
-  (spec §11) — loaded as is and upcast to bf16 at every matmul, like the reference;
+fp8 reaches the engine in three forms:
+- the published fp8 file (`Ovi/model_fp8_e4m3fn.safetensors`): a plain cast, no scales —
+  loaded as is and upcast to bf16 at every matmul, like the reference;
 - any bf16 variant converted at load time to e4m3 with one scale per block of 64 input
-  channels (musubi-tuner's `fp8_scaled` layout, performance-anchors §5): better quality than
-  a plain cast, half the bytes of bf16. Converted once and cached on disk.
+  channels (better quality than a plain cast, half the bytes of bf16), or with one scale per
+  output row where the matmul itself runs in fp8 (below). Converted once and cached on disk;
+- a scaled-fp8 file made by another tool (`read_scaled_file`): musubi-tuner's `fp8_scaled`
+  (`<layer>.scale_weight` of shape [out, blocks, 1], [out, 1] or [1], with newer files adding a
+  tensor-wide `<layer>.scale_weight_tensor`) and ComfyUI / kijai's `fp8_scaled` (a `scaled_fp8`
+  marker key and one scalar `<layer>.scale_weight` per layer). Their fp8 values and scales are
+  kept as they are (dequantising gives exactly the tool's weights).
+
+How an fp8 layer multiplies (`FP8Linear.forward`):
+- `fp8_matmul` (GPUs with fp8 tensor cores, compute capability 8.9+): the activations are
+  quantised per row and `torch._scaled_mm` multiplies in fp8 with the row scales of both
+  operands — the weights are never expanded. Needs one scale per output row;
+- otherwise the weight is expanded to bf16. `FusionModel.layer` holds the expanded weights of
+  the layer being run (`hold_dequantized`), so both CFG branches of a step share one expansion:
+  once per step per layer, not once per call.
 
 Only Linear weights inside the fusion layers are quantised; norms, biases, modulation tables,
 embeddings and the heads stay in bf16 (they are small and precision-sensitive).
@@ -25,16 +38,18 @@ from engine.fingerprint import file_fingerprint
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
 BLOCK = 64
+ROWWISE = 0  # as a block size: one scale per output row (what fp8 matmuls take)
 SCALE_SUFFIX = ".fp8_scale"
 FORMAT_VERSION = 1
+FP8_MATMUL_CAPABILITY = (8, 9)  # Ada and Hopper onwards have fp8 tensor cores
 
 
 def quantize_blockwise(weight: torch.Tensor, block: int = BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
     """[out, in] -> (fp8 [out, in], fp32 scales [out, in // block]); one scale per block of
     `block` input channels, chosen so the block's largest magnitude maps to the fp8 maximum.
-    Falls back to one scale per output row when `in` is not a multiple of `block`."""
+    One scale per output row when `block` is ROWWISE or does not divide `in`."""
     out_features, in_features = weight.shape
-    if in_features % block:
+    if block == ROWWISE or in_features % block:
         block = in_features
     w = weight.float().reshape(out_features, in_features // block, block)
     amax = w.abs().amax(dim=-1, keepdim=True)
@@ -50,18 +65,41 @@ def dequantize_blockwise(q: torch.Tensor, scale: torch.Tensor, dtype=torch.bfloa
     return w.reshape(out_features, in_features).to(dtype)
 
 
+def fp8_matmul_available(device: torch.device) -> bool:
+    """Whether `device` has fp8 tensor cores (`torch._scaled_mm` runs there)."""
+    device = torch.device(device)
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= FP8_MATMUL_CAPABILITY
+
+
+def scaled_matmul(x: torch.Tensor, weight: torch.Tensor, row_scale: torch.Tensor,
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """x [..., in] (bf16) times a row-scaled fp8 weight [out, in] (scales [out, 1]) as one fp8
+    matmul: x is quantised with one scale per row, the product comes out in bf16."""
+    rows = x.reshape(-1, x.shape[-1])
+    x_scale = (rows.abs().amax(dim=-1, keepdim=True).float() / FP8_MAX).clamp_min(1e-12)
+    x_fp8 = (rows.float() / x_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+    out = torch._scaled_mm(x_fp8, weight.t(), scale_a=x_scale, scale_b=row_scale.float().t(),
+                           out_dtype=torch.bfloat16)
+    if bias is not None:
+        out = out + bias.to(torch.bfloat16)
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
 class FP8Linear(nn.Module):
-    """A Linear whose weight is stored as fp8 e4m3 (+ optional block scales) and expanded to
-    the compute dtype for each call. Same state-dict key for the weight as nn.Linear."""
+    """A Linear whose weight is stored as fp8 e4m3 (+ optional block or row scales). Same
+    state-dict key for the weight as nn.Linear. `fp8_matmul` (row scales only) multiplies in
+    fp8; otherwise the weight is expanded to the compute dtype (or taken from `held`)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  scaled: bool = True, block: int = BLOCK, compute_dtype=torch.bfloat16, device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.compute_dtype = compute_dtype
+        self.fp8_matmul = False
+        self.held: torch.Tensor | None = None  # the expanded weight, while its layer runs
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=FP8, device=device),
                                    requires_grad=False)
-        blocks = in_features // block if in_features % block == 0 else 1
+        blocks = in_features // block if block != ROWWISE and in_features % block == 0 else 1
         self.scale = (nn.Parameter(torch.ones(out_features, blocks, device=device), requires_grad=False)
                       if scaled else None)
         self.bias = (nn.Parameter(torch.empty(out_features, dtype=compute_dtype, device=device),
@@ -88,13 +126,45 @@ class FP8Linear(nn.Module):
             return self.weight.to(self.compute_dtype)
         return dequantize_blockwise(self.weight, self.scale, self.compute_dtype)
 
+    @property
+    def rowwise(self) -> bool:
+        return self.scale is not None and self.scale.shape[1] == 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp8_matmul:
+            return scaled_matmul(x, self.weight, self.scale, self.bias)
         bias = None if self.bias is None else self.bias.to(self.compute_dtype)
-        return F.linear(x.to(self.compute_dtype), self.dequantized_weight(), bias)
+        weight = self.held if self.held is not None else self.dequantized_weight()
+        return F.linear(x.to(self.compute_dtype), weight, bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"scaled={self.scale is not None}")
+                f"scaled={self.scale is not None}, fp8_matmul={self.fp8_matmul}")
+
+
+def fp8_linears(root: nn.Module) -> list[FP8Linear]:
+    return [m for m in root.modules() if isinstance(m, FP8Linear)]
+
+
+def use_fp8_matmul(root: nn.Module) -> int:
+    """Switch every row-scaled FP8Linear under `root` to fp8 matmuls; returns how many (the
+    dimensions must be multiples of 16 for the tensor cores)."""
+    switched = 0
+    for m in fp8_linears(root):
+        if m.rowwise and m.in_features % 16 == 0 and m.out_features % 16 == 0:
+            m.fp8_matmul = True
+            switched += 1
+    return switched
+
+
+def hold_dequantized(hold: list[FP8Linear], release: list[FP8Linear]) -> None:
+    """Expand the weights of `hold` (the layer about to run, for every call until released) and
+    free those of `release` (the layer that ran before)."""
+    for m in release:
+        m.held = None
+    for m in hold:
+        if m.held is None and not m.fp8_matmul:
+            m.held = m.dequantized_weight()
 
 
 def _linear_children(root: nn.Module):
@@ -111,6 +181,18 @@ def quantize_linears(root: nn.Module, *, scaled: bool = True, block: int = BLOCK
         setattr(parent, child_name, FP8Linear.from_linear(child, scaled=scaled, block=block))
         replaced.append(full_name)
     return replaced
+
+
+def assign_parameters(root: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put every tensor of `state` in place as a frozen parameter (shapes as given: a tool's
+    scales need not have the shape the module was built with). Every parameter must be given."""
+    names = {name for name, _ in root.named_parameters()}
+    if names != state.keys():
+        raise ValueError(f"parameters missing: {sorted(names - state.keys())[:5]}, "
+                         f"unexpected: {sorted(state.keys() - names)[:5]}")
+    for key, tensor in state.items():
+        owner, _, attr = key.rpartition(".")
+        setattr(root.get_submodule(owner), attr, nn.Parameter(tensor, requires_grad=False))
 
 
 def scaled_state_dict(root: nn.Module) -> dict[str, torch.Tensor]:
@@ -154,6 +236,61 @@ def load_scales_into(root: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[
             out[key[: -len(".weight" + SCALE_SUFFIX)] + ".scale"] = tensor
         else:
             out[key] = tensor
+    return out
+
+
+# --- scaled-fp8 files of other tools ---------------------------------------------------------------
+
+COMFY_MARKER = "scaled_fp8"
+TOOL_SCALE = ".scale_weight"
+TOOL_TENSOR_SCALE = ".scale_weight_tensor"
+_TOOL_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
+
+
+def scaled_file_format(keys) -> str | None:
+    """"ovi-studio", "comfyui" (kijai), "musubi", or None for a file without fp8 scales."""
+    keys = set(keys)
+    if COMFY_MARKER in keys:
+        return "comfyui"
+    if any(k.endswith(".weight" + SCALE_SUFFIX) for k in keys):
+        return "ovi-studio"
+    if any(k.endswith(TOOL_SCALE) for k in keys):
+        return "musubi"
+    return None
+
+
+def _tool_scale(scale: torch.Tensor, tensor_scale: torch.Tensor | None, out_features: int) -> torch.Tensor:
+    """A tool's scale ([], [1], [out, 1] or [out, blocks, 1]; times an optional tensor-wide
+    factor) as this module's [out, blocks] fp32 scale."""
+    scale = scale.float()
+    if tensor_scale is not None:
+        scale = scale * tensor_scale.float()
+    if scale.dim() == 3:
+        scale = scale.squeeze(-1)
+    return scale.reshape(-1, scale.shape[-1] if scale.dim() == 2 else 1).expand(out_features, -1).contiguous()
+
+
+def read_scaled_file(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor] | torch.Tensor]:
+    """A scaled-fp8 file's tensors under the fusion model's key names: a layer's weight as
+    (fp8 weight, [out, blocks] fp32 scale), every other tensor as stored."""
+    def name(key: str) -> str:
+        for prefix in _TOOL_PREFIXES:
+            if key.startswith(prefix):
+                return key[len(prefix):]
+        return key
+
+    out: dict = {}
+    for key, tensor in tensors.items():
+        if key == COMFY_MARKER or key.endswith((TOOL_SCALE, TOOL_TENSOR_SCALE, ".scale_input",
+                                                SCALE_SUFFIX)):
+            continue
+        stem = key[: -len(".weight")]
+        scale = tensors.get(stem + TOOL_SCALE, tensors.get(key + SCALE_SUFFIX))
+        if tensor.dtype == FP8 and scale is not None:
+            out[name(key)] = (tensor, _tool_scale(scale, tensors.get(stem + TOOL_TENSOR_SCALE),
+                                                  tensor.shape[0]))
+        else:
+            out[name(key)] = tensor
     return out
 
 

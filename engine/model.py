@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from engine.arch import DiTParams
+from engine.fp8 import fp8_linears, hold_dequantized
 from engine.layers import Block, Head, Linear, PatchEmbed3d, audio_stem, mlp
 from engine.math import audio_rope, sinusoidal_embedding, video_rope
 
@@ -139,6 +140,7 @@ class FusionModel(nn.Module):
         self.audio_model = Tower(audio)
         self.attention_backend = attention_backend
         self._fusion_layer = fusion_layer
+        self._held, self._held_layer = [], None  # fp8 layers whose expanded weights are held
 
     @property
     def num_layers(self) -> int:
@@ -152,6 +154,7 @@ class FusionModel(nn.Module):
 
     def layer(self, i: int, V, A, video_in: TowerInputs, audio_in: TowerInputs):
         """Fusion layer i (see `fusion_layer`)."""
+        self._hold_fp8(i)
         return self._fusion_layer(self.video_model.blocks[i], self.audio_model.blocks[i], V, A,
                                   video_in, audio_in, self.attention_backend)
 
@@ -166,7 +169,18 @@ class FusionModel(nn.Module):
     def compiled(self) -> bool:
         return self._fusion_layer is not fusion_layer
 
+    def _hold_fp8(self, i: int | None) -> None:
+        """Expand layer i's fp8 weights once for every call of it until another layer runs (the
+        CFG branches of a step call each layer back to back); None releases them."""
+        if i == self._held_layer:
+            return
+        hold = [] if i is None else (fp8_linears(self.video_model.blocks[i])
+                                     + fp8_linears(self.audio_model.blocks[i]))
+        hold_dequantized(hold, self._held)
+        self._held, self._held_layer = hold, i
+
     def finish(self, V, A, video_in: TowerInputs, audio_in: TowerInputs):
+        self._hold_fp8(None)
         return self.video_model.output(V, video_in), self.audio_model.output(A, audio_in)
 
     def forward(self, video, audio, t, video_context, audio_context,

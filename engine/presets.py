@@ -109,7 +109,9 @@ def weight_bytes(arch: Arch, *, fp8: bool, blocks_to_swap: int) -> int:
     layers = arch.video_dit.num_layers
     swapped = len(streamed_layers(layers, blocks_to_swap))
     on_device = layers - swapped + SLOTS if swapped > SLOTS else layers
-    return on_device * layer_linear_bytes(arch, fp8=fp8) + resident_other_bytes(arch)
+    # fp8 layers run on bf16 copies of their weights, one layer at a time (engine.fp8)
+    expanded = layer_linear_bytes(arch, fp8=False) if fp8 else 0
+    return on_device * layer_linear_bytes(arch, fp8=fp8) + expanded + resident_other_bytes(arch)
 
 
 def activation_bytes(arch: Arch, video_tokens: int, audio_tokens: int) -> int:
