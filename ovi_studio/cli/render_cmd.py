@@ -44,7 +44,7 @@ def render(
     preset: Optional[str] = typer.Option(None, "--preset", help="GPU memory preset: 80gb | 24gb | 16gb | 12gb | 8gb (see `doctor`); blocks to swap, fp8 and tiled VAE follow from it"),
     fp8: bool = typer.Option(False, "--fp8", help="fp8 fusion weights for every shot (as --set fp8=true): the published fp8 file where there is one, else converted at load (cached)"),
     blocks_to_swap: Optional[str] = typer.Option(None, "--blocks-to-swap", help="fusion layers streamed from CPU memory, N or auto (as --set blocks_to_swap=…); outputs are bit-identical"),
-    attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else SDPA) | flash3 | flash2 | sdpa"),
+    attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else cuDNN, else SDPA; recorded per take) | flash3 | flash2 | cudnn | sdpa | sage (8-bit SageAttention: faster, not exact)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the fusion layers (the first shot pays a one-time compile)"),
     pick: str = typer.Option("best", "--pick", help="shots without `pick:`: best (the best take by the quality checks) | first (take 0)"),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="quality checks that make the exit code 1, comma-separated (or all): " + ", ".join(CHECKS)),

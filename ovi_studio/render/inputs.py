@@ -31,7 +31,7 @@ class RenderOptions:
     oom_retry: bool = False
     quiet: bool = False
     preset: str | None = None  # a memory preset of engine.presets (80gb, 24gb, 16gb, 12gb, 8gb)
-    attention: str = "auto"  # auto | sdpa | flash2 | flash3 (engine.math)
+    attention: str = "auto"  # auto or one of engine.attention.BACKENDS
     compile: bool = False  # torch.compile the fusion layers
     pick: str = "best"  # render.picking.POLICIES: the best take by quality checks, or take 0
     fail_on: set[str] = field(default_factory=set)  # quality checks that make the exit code 1
