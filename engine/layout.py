@@ -46,11 +46,17 @@ def reads_published_fp8(ckpt_dir: str | Path, variant: Variant, fp8: bool) -> bo
 
 
 def source_of(relative_path: str) -> str:
-    """The Hugging Face repository a checkpoint file is downloaded from."""
+    """The Hugging Face repository a checkpoint file (or folder) is downloaded from."""
     for prefix, repo in SOURCES.items():  # the fp8 file is listed before the rest of Ovi/
         if relative_path == prefix or relative_path.startswith(prefix + "/"):
             return repo
     return "unknown"
+
+
+def path_in_source(relative_path: str) -> str:
+    """Where a checkpoint file (or folder) is inside its repository (`source_of`): each
+    repository is downloaded into the top folder, so the rest of the path is the same."""
+    return relative_path.partition("/")[2]
 
 
 def missing_files(ckpt_dir: str | Path, variant: Variant, published_fp8: bool = False) -> list[str]:

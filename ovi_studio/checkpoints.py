@@ -84,5 +84,7 @@ def choose_engine(flag: str | None, loaded, ckpt_dir: Path | None) -> EngineChoi
     if missing and requested == "ovi":
         raise UserError("the Ovi checkpoints are incomplete; missing:\n"
                         + "\n".join(f"  - {m}" for m in missing),
-                        hint="download them (see README), or render an animatic with --engine preview")
+                        hint=f"`ovi-studio fetch{f' --ckpt-dir {ckpt_dir}' if ckpt_dir else ''} "
+                             f"--models {loaded.variant.name}{' --fp8' if fp8 else ''}` downloads them; "
+                             "or render an animatic with --engine preview")
     return EngineChoice("preview" if missing else "ovi", requested, tuple(missing))

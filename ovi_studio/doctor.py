@@ -81,39 +81,43 @@ def check_ffmpeg() -> Finding:
 
 def check_checkpoints(ckpt_dir: Path) -> list[Finding]:
     """Shared files (T5, tokenizer, VAEs, vocoder) must all be there; of the model variants,
-    at least one."""
+    at least one. Whatever is missing, one `fetch` command gets it."""
     findings = []
     if not ckpt_dir.is_dir():
         findings.append(Finding("checkpoints", FAIL, f"{ckpt_dir} does not exist",
-                                f"download the weights into it (see below), or pass --ckpt-dir / set {CKPT_ENV}"))
+                                f"fetch the weights into it (below), or pass --ckpt-dir / set {CKPT_ENV}"))
     missing = {name: set(layout.missing_files(ckpt_dir, variant)) for name, variant in VARIANTS.items()}
     any_variant = next(iter(VARIANTS.values()))
     shared = [rel for rel in layout.required_files(any_variant) if rel != layout.fusion_weights(any_variant)]
+    shared_missing = False
     for rel in shared:
         present = rel not in missing[any_variant.name]
-        findings.append(Finding(rel, OK if present else FAIL, "present" if present else "missing",
-                                None if present else download_command(rel, ckpt_dir)))
+        shared_missing |= not present
+        findings.append(Finding(rel, OK if present else FAIL, "present" if present else "missing"))
+    absent_models = []
     for name, variant in VARIANTS.items():
         rel = layout.fusion_weights(variant)
         present = rel not in missing[name]
-        findings.append(Finding(rel, OK if present else WARN,
-                                f"{'present' if present else 'missing'} (model {name})",
-                                None if present else download_command(rel, ckpt_dir)))
+        if not present:
+            absent_models.append(name)
+        findings.append(Finding(rel, OK if present else WARN, f"{'present' if present else 'missing'} (model {name})"))
     fp8 = layout.fusion_weights(VARIANTS["720x720_5s"], fp8=True)
     if (ckpt_dir / fp8).exists():
         findings.append(Finding(fp8, OK, "present (fp8: true with 720x720_5s)"))
-    if all(layout.fusion_weights(v) in missing[n] for n, v in VARIANTS.items()):
-        findings.append(Finding("models", FAIL, "no Ovi model weights: nothing can render",
-                                download_command(layout.fusion_weights(VARIANTS["960x960_10s"]), ckpt_dir)))
+    nothing_renders = len(absent_models) == len(VARIANTS)
+    if nothing_renders:
+        findings.append(Finding("models", FAIL, "no Ovi model weights: nothing can render"))
+    if shared_missing or absent_models:
+        # With no model at all, every variant (as the official download script); else the absent ones.
+        findings.append(Finding("fetch", FAIL if shared_missing or nothing_renders else WARN,
+                                "one command downloads what is missing (resumable, verified)",
+                                fetch_command(ckpt_dir, () if nothing_renders else absent_models)))
     return findings
 
 
-def download_command(rel: str, ckpt_dir: Path) -> str:
-    """The huggingface-cli line that puts `rel` where the engine looks for it."""
-    top, _, inside = rel.partition("/")
-    repo = layout.source_of(rel)
-    what = f'--include "{inside}/*"' if not Path(inside).suffix else inside
-    return f"huggingface-cli download {repo} {what} --local-dir {ckpt_dir / top}"
+def fetch_command(ckpt_dir: Path, models=()) -> str:
+    """The `ovi-studio fetch` line that completes this checkpoint folder."""
+    return f"ovi-studio fetch --ckpt-dir {ckpt_dir}" + (f" --models {','.join(models)}" if models else "")
 
 
 def exit_code(findings: list[Finding]) -> int:

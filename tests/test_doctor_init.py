@@ -11,7 +11,7 @@ from engine import layout
 from engine.variants import VARIANTS
 from ovi_studio import templates as tpl
 from ovi_studio.cli import app
-from ovi_studio.doctor import check_checkpoints, download_command, exit_code
+from ovi_studio.doctor import check_checkpoints, exit_code
 from ovi_studio.storyboard import load_storyboard
 
 runner = CliRunner()
@@ -59,22 +59,23 @@ def _fake_checkpoint(root: Path, variants=("720x720_5s",)) -> Path:
     return root
 
 
-def test_checkpoint_findings(tmp_path):
+def test_checkpoint_findings_end_with_the_one_fetch_command(tmp_path):
     findings = check_checkpoints(tmp_path / "absent")
     assert exit_code(findings) == 1
-    t5 = next(f for f in findings if f.name == layout.T5_WEIGHTS)
-    assert t5.status == "fail" and t5.fix == (
-        f"huggingface-cli download Wan-AI/Wan2.2-TI2V-5B models_t5_umt5-xxl-enc-bf16.pth "
-        f"--local-dir {tmp_path / 'absent' / 'Wan2.2-TI2V-5B'}")
+    by_name = {f.name: f for f in findings}
+    assert by_name[layout.T5_WEIGHTS].status == "fail"
+    assert by_name["fetch"].fix == f"ovi-studio fetch --ckpt-dir {tmp_path / 'absent'}"  # every variant
+    assert [f.name for f in findings if f.fix and "fetch" in f.fix] == ["checkpoints", "fetch"]
     root = _fake_checkpoint(tmp_path / "ckpts")
     findings = check_checkpoints(root)
     assert exit_code(findings) == 0
     by_name = {f.name: f for f in findings}
     assert by_name["Ovi/model.safetensors"].status == "ok"
     assert by_name["Ovi/model_960x960_10s.safetensors"].status == "warn"
-    assert "chetwinlow1/Ovi model_960x960_10s.safetensors" in by_name["Ovi/model_960x960_10s.safetensors"].fix
-    assert '--include "google/umt5-xxl/*"' in download_command(layout.TOKENIZER_DIR, root)
-    assert "rkfg/Ovi-fp8_quantized" in download_command("Ovi/" + "model_fp8_e4m3fn.safetensors", root)
+    assert by_name["fetch"].status == "warn"
+    assert by_name["fetch"].fix == f"ovi-studio fetch --ckpt-dir {root} --models 960x960_5s,960x960_10s"
+    _fake_checkpoint(root, tuple(VARIANTS))
+    assert "fetch" not in {f.name for f in check_checkpoints(root)}
 
 
 def test_doctor_command(tmp_path, monkeypatch):
@@ -85,7 +86,7 @@ def test_doctor_command(tmp_path, monkeypatch):
     assert "Ovi/model.safetensors: present" in result.output
     assert result.exit_code == 0, result.output
     missing = runner.invoke(app, ["doctor", "--ckpt-dir", str(tmp_path / "none")], env={"COLUMNS": "200"})
-    assert missing.exit_code == 1 and "huggingface-cli download" in missing.output
+    assert missing.exit_code == 1 and f"fix: ovi-studio fetch --ckpt-dir {tmp_path / 'none'}" in missing.output
 
 
 def test_doctor_suggests_a_memory_preset_per_gpu(monkeypatch):
