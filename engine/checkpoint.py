@@ -19,7 +19,9 @@ from engine.attention import resolve_attention_backend
 from engine.embedding_cache import cache_root
 from engine.errors import CheckpointError
 from engine.layout import fusion_weights, source_of
-from engine.lora import LoraSpec, load_loras, lora_fingerprint, merge_loras
+from engine.fingerprint import file_fingerprint
+from engine.lora import load_loras, merge_loras
+from engine.lora_keys import LoraSpec
 from engine.model import FusionModel
 from engine.variants import FP8_VARIANTS, Variant, get_variant
 
@@ -129,7 +131,7 @@ def _load_scaled_fp8(model: FusionModel, root: Path, variant: Variant, expected,
     """The variant's bf16 weights with the LoRAs merged, quantised; the result is cached per
     base file and set of LoRAs (files and scales)."""
     relative = fusion_weights(variant, False)
-    merged = ";".join(f"{lora_fingerprint(spec.path)}*{spec.scale}@{spec.tower}"
+    merged = ";".join(f"{file_fingerprint(spec.path)}*{spec.scale}@{spec.tower}"
                       for spec, _ in loras if spec.scale != 0)
     cached = fp8_format.converted_cache_path(cache_root(cache_dir), root / relative, block, merged)
     if cached.is_file():

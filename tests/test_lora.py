@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from engine.arch import parse_arch
 from engine.checkpoint import load_fusion_model
-from engine.lora import LoraError, LoraSpec, lora_fingerprint
+from engine.lora_keys import LoraError, LoraSpec, check_lora, fusion_param_shapes
+from engine.model import FusionModel
 from engine.testing.tiny_checkpoint import TINY_ARCH
 from engine.testing.tiny_fusion import write_fusion
 from engine.testing.tiny_lora import FORMATS, OVI_MODULES, WAN_MODULES, write_tiny_lora
@@ -174,10 +175,23 @@ def test_missing_and_unreadable_files(base, tmp_path):
         load_fusion_model(base, "720x720_5s", device=CPU, loras=(LoraSpec(junk),))
 
 
-def test_fingerprint_is_of_the_content(tmp_path):
-    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    write_tiny_lora(a, ARCH, "kohya", seed=1)
-    write_tiny_lora(b, ARCH, "kohya", seed=2)
-    assert lora_fingerprint(a) != lora_fingerprint(b)
-    b.write_bytes(a.read_bytes())
-    assert lora_fingerprint(a) == lora_fingerprint(b)
+def test_the_shape_table_check_uses_is_the_model_s():
+    with torch.device("meta"):
+        model = FusionModel(ARCH.video_dit, ARCH.audio_dit)
+    built = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    table = fusion_param_shapes(ARCH)
+    linears = {name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert {k.rsplit(".", 1)[0] for k in table} == linears
+    assert all(built[k] == shape for k, shape in table.items())
+
+
+def test_check_reads_only_the_header_and_flags_what_loading_would(tmp_path):
+    good, bad = tmp_path / "good.safetensors", tmp_path / "ovi_audio.safetensors"
+    write_tiny_lora(good, ARCH, "peft")
+    write_tiny_lora(bad, ARCH, "kohya", ("audio_model.blocks.0.ffn.0",))
+    check_lora(LoraSpec(good), ARCH)
+    check_lora(LoraSpec(bad, tower="audio"), ARCH)
+    with pytest.raises(LoraError, match="nothing to apply to the video tower"):
+        check_lora(LoraSpec(bad, tower="video"), ARCH)
+    with pytest.raises(LoraError, match="not found"):
+        check_lora(LoraSpec(tmp_path / "gone.safetensors"), ARCH)
