@@ -36,3 +36,42 @@ def export(
     from ovi_studio.export import export as write
     out_dir, name = _render_dir(storyboard, render_dir)
     typer.echo(f"wrote {write(out_dir, fmt, output, name)}")
+
+
+def _no_engine():
+    raise UserError("pick never renders; a take it needs is not rendered",
+                    hint="run `ovi-studio render` for the shots the plan lists as stale")
+
+
+@app.command()
+@guarded
+def pick(
+    storyboard: Path = typer.Argument(..., help="the storyboard"),
+    shot: str = typer.Argument(..., help="shot id"),
+    take: int = typer.Argument(..., help="take number (0, 1, …) as report.html lists them"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="the render's output folder (default: as `render` chooses it)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
+) -> None:
+    """Choose the take of SHOT that goes in the cut: writes `pick: TAKE` on the shot in the
+    storyboard and re-assembles the cut from the takes already rendered (the engine is never
+    loaded). Shots that extend SHOT start from the picked take, so they become stale; the plan
+    and this command say so."""
+    from ovi_studio.cli.render_cmd import summarize
+    from ovi_studio.render.inputs import RenderOptions
+    from ovi_studio.render.picking import record_pick
+    from ovi_studio.render.progress import make_progress
+    from ovi_studio.render.session import RenderSession
+    if not storyboard.is_file():
+        raise UserError(f"{storyboard} does not exist", hint="pass the storyboard you rendered")
+    record_pick(storyboard, shot, take)
+    typer.echo(f"{storyboard}: shot {shot} now uses take {take}")
+    progress = make_progress(quiet)
+    session = RenderSession(RenderOptions(source=storyboard, out_dir=out, quiet=quiet), progress, _no_engine)
+    session.prepare()
+    with progress:
+        outcome = session.assemble_existing()
+    for record in outcome.records:
+        if record.status == "stale" and record.take == session.choices[record.shot].take:
+            typer.echo(f"stale: {record.shot}/take{record.take}: {record.reason}", err=True)
+    summarize(outcome, session.out_dir, quiet)
+    raise typer.Exit(1 if outcome.final.get("status") not in ("done", "cached") else outcome.exit_code)

@@ -1,6 +1,7 @@
 """`ovi-studio render`: storyboard -> shots -> final cut (library: ovi_studio.render.session)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -47,6 +48,8 @@ def render(
     attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else cuDNN, else SDPA; recorded per take) | flash3 | flash2 | cudnn | sdpa | sage (8-bit SageAttention: faster, not exact)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the fusion layers (the first shot pays a one-time compile)"),
     pick: str = typer.Option("best", "--pick", help="shots without `pick:`: best (the best take by the quality checks) | first (take 0)"),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="write a JUnit XML file for CI: one test case per take and one for the cut"),
+    json_: bool = typer.Option(False, "--json", help="print the run's summary as JSON on stdout (everything else goes to stderr)"),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="quality checks that make the exit code 1, comma-separated (or all): " + ", ".join(CHECKS)),
 ) -> None:
     """Render a storyboard: every stale shot through the engine, then the final cut."""
@@ -65,7 +68,7 @@ def render(
         force=_names(shots) if force else None, only=_names(only) or None,
         takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset,
         attention=attention, compile=compile_, pick=pick, fail_on=parse_fail_on(fail_on))
-    progress = make_progress(quiet)
+    progress = make_progress(quiet, sys.stderr if json_ else None)  # --json: stdout is the summary
     session = RenderSession(options, progress)
     plan = session.prepare()
     if dry_run:
@@ -73,8 +76,25 @@ def render(
         raise typer.Exit(1 if plan.blocked else 0)
     with progress:
         outcome = session.run()
-    summarize(outcome, session.out_dir, quiet)
+    summarize(outcome, session.out_dir, quiet, json_)
+    hand_off(outcome, junit, json_)
     raise typer.Exit(outcome.exit_code)
+
+
+def hand_off(outcome, junit: Path | None, as_json: bool) -> None:
+    """For nightly CI: the JUnit file, the JSON summary on stdout, and one line at the end."""
+    import json
+    from ovi_studio.render.junit import write_junit
+    from ovi_studio.render.report import run_summary, summary_line
+    report = json.loads(outcome.report_path.read_text(encoding="utf-8")) if outcome.report_path else None
+    if report is None:
+        return
+    if junit is not None:
+        typer.echo(f"junit: {write_junit(junit, report)}", err=as_json)
+    summary = run_summary(report, outcome.report_path)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    typer.echo(summary_line(summary), err=as_json)
 
 
 def print_plan(session, plan) -> None:
@@ -95,10 +115,10 @@ def print_plan(session, plan) -> None:
     typer.echo(f"{len(will)} take(s) to render, estimated {total:.0f}s of GPU time")
 
 
-def summarize(outcome, out_dir: Path, quiet: bool) -> None:
+def summarize(outcome, out_dir: Path, quiet: bool, to_stderr: bool = False) -> None:
     final = outcome.final
     if final.get("status") in ("done", "cached"):
-        typer.echo(f"final cut: {out_dir / final['path']} ({final['duration_s']:.2f}s)")
+        typer.echo(f"final cut: {out_dir / final['path']} ({final['duration_s']:.2f}s)", err=to_stderr)
     for record in outcome.records:
         if record.status == "failed":
             err.print(f"[red]failed:[/] {record.shot}/take{record.take}: {record.reason}", highlight=False)
@@ -110,4 +130,4 @@ def summarize(outcome, out_dir: Path, quiet: bool) -> None:
         err.print(f"[red]{len(outcome.failed_shots)} shot(s) failed:[/] {', '.join(outcome.failed_shots)}",
                   highlight=False)
     if outcome.report_path and not quiet:
-        typer.echo(f"report: {outcome.report_path}")
+        typer.echo(f"report: {outcome.report_path}", err=to_stderr)

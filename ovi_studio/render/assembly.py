@@ -182,7 +182,8 @@ def video_graph(segments: list[Segment], width: int, height: int) -> str:
 
 
 def encode(segments: list[Segment], programme_wav: Path, out: Path, settings: AssemblySettings,
-           total_frames: int, srt: Path | None = None, chapters: Path | None = None) -> None:
+           total_frames: int, srt: Path | None = None, chapters: Path | None = None,
+           tags: dict[str, str] | None = None) -> None:
     width, height = segments[0].width, segments[0].height
     args: list[str | Path] = []
     for seg in segments:
@@ -197,6 +198,8 @@ def encode(segments: list[Segment], programme_wav: Path, out: Path, settings: As
         meta_idx = audio_idx + 1 + (1 if srt else 0)
         args += ["-f", "ffmetadata", "-i", chapters]
         maps += ["-map_metadata", str(meta_idx), "-map_chapters", str(meta_idx)]
+    for key, value in (tags or {}).items():  # provenance that survives moving the file
+        maps += ["-metadata", f"{key}={value}"]
     with atomic_target(out) as tmp:
         ffmpeg.run(ffmpeg.command(
             *args, "-filter_complex", video_graph(segments, width, height), *maps,
@@ -204,7 +207,7 @@ def encode(segments: list[Segment], programme_wav: Path, out: Path, settings: As
             "-crf", str(settings.crf), "-pix_fmt", "yuv420p", "-r", str(FPS), "-fps_mode", "cfr",
             "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
             "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", str(SAMPLE_RATE),
-            "-movflags", "+faststart", "-f", "mp4", tmp))
+            "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", tmp))
 
 
 def sidecar(final: Path, suffix: str) -> Path:
@@ -212,7 +215,7 @@ def sidecar(final: Path, suffix: str) -> Path:
 
 
 def assemble(segments: list[Segment], final: Path, settings: AssemblySettings,
-             workdir: Path) -> AssemblyResult:
+             workdir: Path, tags: dict[str, str] | None = None) -> AssemblyResult:
     """Write `final` (plus .srt/.vtt/.chapters.txt beside it) from the segments in cut order."""
     if not segments:
         raise ValueError("nothing to assemble")
@@ -239,5 +242,5 @@ def assemble(segments: list[Segment], final: Path, settings: AssemblySettings,
         write_text_atomic(result.chapters, chapters_ffmetadata(
             [(s / FPS, e / FPS, seg.title or seg.shot_id) for seg, s, e in zip(segments, starts, bounds)]))
     encode(segments, programme, final, settings, total,
-           srt=result.srt if result.cues else None, chapters=result.chapters)
+           srt=result.srt if result.cues else None, chapters=result.chapters, tags=tags)
     return result

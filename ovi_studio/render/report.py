@@ -83,3 +83,35 @@ def _rel(path: Path, root: Path) -> str:
 
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def run_summary(report: dict, report_path: Path | None = None) -> dict:
+    """What a nightly job wants at a glance (`render --json`): shots rendered / fresh / failed,
+    GPU time, the cut and its failed checks."""
+    shots = {"rendered": 0, "fresh": 0, "failed": 0, "other": 0}
+    for shot in report["shots"]:
+        states = {t["status"] for t in shot["takes"]}
+        kind = ("failed" if "failed" in states else "rendered" if "rendered" in states
+                else "fresh" if states == {"cached"} else "other")
+        shots[kind] += 1
+    final = report.get("final") or {}
+    out = Path(report["out_dir"])
+    return {
+        "storyboard": report["storyboard"], "status": report["status"], "shots": shots,
+        "gpu_seconds": round(sum(t.get("seconds") or 0.0 for s in report["shots"] for t in s["takes"]
+                                 if t["status"] == "rendered"), 2),
+        "failed_shots": report["failed_shots"],
+        "cut": str(out / final["path"]) if final.get("path") else None,
+        "cut_status": final.get("status"),
+        "quality_failures": [f"{s['id']}/take{t['take']}: {c['check']}" for s in report["shots"]
+                             for t in s["takes"] for c in t.get("qc", []) if c["status"] == "fail"]
+                            + [f"final: {c['check']}" for c in final.get("qc", []) if c["status"] == "fail"],
+        "report": str(report_path) if report_path else None,
+    }
+
+
+def summary_line(summary: dict) -> str:
+    shots = summary["shots"]
+    cut = summary["cut"] if summary["cut_status"] in ("done", "cached") else f"no cut ({summary['cut_status']})"
+    return (f"ovi-studio: {shots['rendered']} shot(s) rendered, {shots['fresh']} fresh, "
+            f"{shots['failed']} failed; GPU time {summary['gpu_seconds']:.1f} s; cut: {cut}")

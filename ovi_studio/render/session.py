@@ -41,7 +41,7 @@ from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.report import TakeRecord, build_report, previous_report, write_report
 
 AUDIO_RATE = 16_000
-ASSEMBLY_VERSION = 2  # 2: report.json lists the cut's segments
+ASSEMBLY_VERSION = 3  # 2: report.json lists the cut's segments; 3: mp4 tags
 PREVIEW_SECONDS_PER_TAKE = 1.0
 
 
@@ -155,8 +155,9 @@ class RenderSession:
             predicted = {id(s) for s in will_render}
             for step in self.plan.steps:
                 if step.shot.id not in selected:  # kept as it is; usable in the cut when current
-                    status = "cached" if self._committed(step) is not None else "not selected"
-                    self.records.append(self._record(step, status))
+                    meta = self._committed(step)
+                    self.records.append(self._record(step, "not selected") if meta is None
+                                        else self._cached_record(step, meta))
                 elif step.status == "blocked":
                     self._record_blocked(step)
                 else:
@@ -168,6 +169,28 @@ class RenderSession:
         finally:
             if self._engine is not None:
                 self._engine.close()
+        return self._finish(started, interrupted)
+
+    def assemble_existing(self) -> RenderOutcome:
+        """The cut from the takes already rendered, never calling the engine (`pick`): a take
+        that is not up to date stays out ("stale") and its shot is missing from the cut."""
+        started = time.time()
+        for step in self.plan.steps:
+            meta = self._committed(step) if step.status != "blocked" else None
+            if meta is None:
+                reason = step.reasons[0] if step.reasons else "not up to date"
+                self.records.append(self._record(step, "stale", f"{reason}; run `ovi-studio render`"))
+            else:
+                self.records.append(self._cached_record(step, meta))
+        return self._finish(started, False)
+
+    def _cached_record(self, step, meta: dict) -> TakeRecord:
+        record = self._record(step, "cached")
+        record.files = {k: v["path"] for k, v in meta.get("files", {}).items()}
+        return record
+
+    def _finish(self, started: float, interrupted: bool) -> RenderOutcome:
+        """Choose the takes, assemble and check the cut, write report.json and report.html."""
         final = {"status": "interrupted"}
         if not interrupted:
             self.choose_takes()
@@ -255,9 +278,7 @@ class RenderSession:
             return
         meta = None if self._forced(step.shot.id) else self._committed(step)
         if meta is not None:
-            record = self._record(step, "cached")
-            record.files = {k: v["path"] for k, v in meta.get("files", {}).items()}
-            self.records.append(record)
+            self.records.append(self._cached_record(step, meta))
             if predicted:
                 self.progress.take_finished(label, "up to date", 0.0, self.estimate(step))
             return
@@ -366,7 +387,8 @@ class RenderSession:
             write_latents(layout.latents, output.latents)
         clip_segment = Segment(step.shot.id, layout.frames, layout.audio, width, height, count)
         with tempfile.TemporaryDirectory(dir=layout.dir, prefix=WORK_PREFIX) as work:
-            assemble([clip_segment], layout.clip, self.assembly_settings(clip=True), Path(work))
+            assemble([clip_segment], layout.clip, self.assembly_settings(clip=True), Path(work),
+                     self._take_tags(step))
         files = {name: file_record(path, layout.dir) for name, path in (
             ("clip", layout.clip), ("frames", layout.frames), ("audio", layout.audio),
             ("last_frame", layout.last_frame), ("latents", layout.latents)) if path.is_file()}
@@ -395,6 +417,17 @@ class RenderSession:
         }
         write_json_atomic(layout.meta, meta)  # the commit marker: last
         return meta
+
+    def _take_tags(self, step) -> dict[str, str]:
+        """mp4 metadata of a take's clip: where it came from, however the file is moved."""
+        return {"storyboard": str(self.loaded.path), "shot": step.shot.id, "take": str(step.take),
+                "seed": str(step.seed), "engine": self._engine_name,
+                "checkpoint": str(step.key_inputs.get("checkpoint")), "cache_key": step.cache_key}
+
+    def _cut_tags(self, key: str) -> dict[str, str]:
+        takes = ",".join(f"{shot}:{choice.take}" for shot, choice in self.choices.items())
+        return {"storyboard": str(self.loaded.path), "title": self.loaded.model.title or self.loaded.path.stem,
+                "engine": self._engine_name, "takes": takes, "cache_key": key}
 
     # quality and the chosen takes -------------------------------------------------------
     def choose_takes(self) -> None:
@@ -518,7 +551,7 @@ class RenderSession:
         started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=WORK_PREFIX) as work:
-                result = assemble(segments, final, settings, Path(work))
+                result = assemble(segments, final, settings, Path(work), self._cut_tags(key))
         except Exception as exc:
             self.progress.log(f"assembly failed: {exc}", important=True)
             return {"status": "failed", "reason": str(exc)}

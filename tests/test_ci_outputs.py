@@ -1,0 +1,108 @@
+"""Nightly CI: the JUnit file validates against the common JUnit schema and says which take
+failed and why, which were fresh and which checks failed; --json prints the summary on stdout;
+the last line sums the run up; every mp4 carries its provenance as metadata tags."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ovi_studio.media import ffmpeg
+from ovi_studio.render.inputs import RenderOptions
+from ovi_studio.render.junit import junit_xml
+from ovi_studio.render.preview import PreviewEngine
+from ovi_studio.render.progress import RenderProgress
+from ovi_studio.render.session import RenderSession
+from preview_render import STORY
+
+SCHEMA = Path(__file__).parent / "data" / "junit.xsd"
+
+
+class BoatFails(PreviewEngine):
+    def render(self, job, first_frame, on_step=None):
+        if job.shot_id == "boat":
+            raise RuntimeError("the boat sank")
+        return super().render(job, first_frame, on_step)
+
+
+def run(story: Path, factory=None):
+    session = RenderSession(RenderOptions(source=story, out_dir=story.parent / "out"),
+                            RenderProgress(quiet=True), factory)
+    session.prepare()
+    outcome = session.run()
+    return outcome, json.loads(outcome.report_path.read_text())
+
+
+def cases(xml: str) -> dict[str, ET.Element]:
+    return {c.get("name"): c for c in ET.fromstring(xml).iter("testcase")}
+
+
+def test_junit_validates_and_reports_each_take(tmp_path):
+    xmlschema = pytest.importorskip("xmlschema")
+    schema = xmlschema.XMLSchema(str(SCHEMA))
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    outcome, report = run(story, lambda: BoatFails(speech=False))
+    assert outcome.exit_code == 1
+    xml = junit_xml(report)
+    schema.validate(xml)
+    found = cases(xml)
+    assert set(found) == {"harbour/take0", "harbour/take1", "pier/take0", "walk/take0", "boat/take0", "final cut"}
+    failure = found["boat/take0"].find("failure")
+    assert failure.get("type") == "render" and "the boat sank" in failure.get("message")
+    assert found["pier/take0"].find("failure") is None and found["pier/take0"].find("skipped") is None
+    assert found["final cut"].find("failure").get("type") == "assembly"
+    suite = ET.fromstring(xml).find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("6", "2")
+
+    # a second run: the finished takes are fresh (skipped); a planted quality failure is a failure
+    outcome, report = run(story)
+    report["shots"][1]["takes"][0]["qc"][0] = {"check": "black", "status": "fail", "detail": "black: 1.00 s from 0.00 s"}
+    xml = junit_xml(report)
+    schema.validate(xml)
+    found = cases(xml)
+    assert found["harbour/take0"].find("skipped").get("message").startswith("fresh")
+    assert found["boat/take0"].find("failure") is None  # rendered now
+    quality = found["pier/take0"].find("failure")
+    assert quality.get("type") == "quality" and "black: 1.00 s from 0.00 s" in quality.text
+    with pytest.raises(xmlschema.XMLSchemaValidationError):  # the schema does reject bad files
+        schema.validate(xml.replace('name="final cut"', ""))
+
+
+def test_cli_json_summary_line_and_mp4_tags(tmp_path):
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    junit = tmp_path / "ci" / "junit.xml"
+    proc = subprocess.run([sys.executable, "-m", "ovi_studio", "render", str(story), "-o", str(tmp_path / "out"),
+                           "--json", "--junit", str(junit)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)  # stdout is the summary alone
+    assert summary["shots"] == {"rendered": 4, "fresh": 0, "failed": 0, "other": 0}
+    assert summary["cut"] == str(tmp_path / "out" / "final.mp4") and summary["quality_failures"] == []
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "ovi-studio: 4 shot(s) rendered, 0 fresh, 0 failed; GPU time ")
+    assert junit.is_file() and len(cases(junit.read_text())) == 6
+    again = subprocess.run([sys.executable, "-m", "ovi_studio", "render", str(story), "-o", str(tmp_path / "out"),
+                            "-q"], capture_output=True, text=True)
+    assert again.stdout.strip().splitlines()[-1].startswith("ovi-studio: 0 shot(s) rendered, 4 fresh, 0 failed")
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    take = report["shots"][0]["takes"][1]
+    clip = mp4_tags(tmp_path / "out/shots/harbour/take1/clip.mp4")
+    assert {k: clip.get(k) for k in ("storyboard", "shot", "take", "seed", "engine", "checkpoint", "cache_key")} == {
+        "storyboard": str(story), "shot": "harbour", "take": "1", "seed": str(take["seed"]),
+        "engine": "preview", "checkpoint": "no-checkpoint", "cache_key": take["cache_key"]}
+    cut = mp4_tags(tmp_path / "out/final.mp4")
+    assert cut["title"] == "The pier" and cut["takes"].startswith("harbour:")
+
+
+def mp4_tags(path: Path) -> dict[str, str]:
+    """The container metadata, as `ffmpeg -i` lists it."""
+    banner = ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-i", str(path)], check=False).stderr.decode()
+    section = banner.split("Metadata:", 1)[1].split("Duration:", 1)[0]
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+)\s*: (.*)$", section, re.M)}
