@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ovi_studio.render.inputs import RenderOptions
 from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.session import RenderSession
@@ -38,6 +40,16 @@ shots:
     scene: The boat ties up at the pier.
     audio: ropes creaking
 """
+
+
+def rendered_fixture(name: str):
+    """A module-scoped fixture: (output folder, report.json) of one clean render of STORY."""
+    @pytest.fixture(scope="module")
+    def rendered(tmp_path_factory):
+        session, outcome, report = render(tmp_path_factory.mktemp(name))
+        assert outcome.exit_code == 0
+        return session.out_dir, report
+    return rendered
 
 
 def render(folder: Path, text: str = STORY, **options):

@@ -14,14 +14,9 @@ import pytest
 otio = pytest.importorskip("opentimelineio")
 
 from ovi_studio.export import export  # noqa: E402
-from preview_render import render  # noqa: E402
+from preview_render import rendered_fixture  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    session, outcome, report = render(tmp_path_factory.mktemp("export"))
-    assert outcome.exit_code == 0
-    return session.out_dir, report
+rendered = rendered_fixture("export")
 
 
 def test_otio_clips_durations_markers(rendered):

@@ -13,14 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preview_render import render
+from preview_render import rendered_fixture
 
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    session, outcome, report = render(tmp_path_factory.mktemp("review"))
-    assert outcome.exit_code == 0
-    return session.out_dir, report
+rendered = rendered_fixture("review")
 
 
 class _References(HTMLParser):
