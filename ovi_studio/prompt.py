@@ -372,6 +372,19 @@ def count_words(speech: str) -> float:
     return words + unspaced / SYLLABLES_PER_WORD
 
 
+def spoken_lines(text: str) -> list[str]:
+    """What a prompt has said aloud, whatever form it was written in: the words of each
+    `<S>…<E>` span in order, delivery cues (`[whispers]`) dropped, whitespace collapsed; spans
+    with nothing to say are skipped. Subtitles, captions, guide speech, the report and quality
+    checks all take the dialogue from here."""
+    lines = []
+    for segment in parse_prompt(text).segments:
+        words = " ".join(_DELIVERY_CUE.sub(" ", segment.text).split())
+        if count_words(words):
+            lines.append(words)
+    return lines
+
+
 def canonicalize_tags(text: str) -> str:
     """Rewrite every malformed speech/caption tag to its canonical form; nothing else changes."""
     out, cursor = [], 0

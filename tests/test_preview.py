@@ -34,9 +34,11 @@ def test_exact_duration_and_timed_captions(frames):
     out = PreviewEngine(speech=False).render(_job(frames=frames), None)
     assert out.frames.shape == (frames, 256, 466, 3) and out.frames.dtype == np.uint8
     assert out.audio.shape[0] == round(frames / 24 * 16000)
-    # the caption is on screen while the line is spoken (mid-shot), not at the very start
-    assert not np.array_equal(out.frames[0], out.frames[frames // 2])
+    # the caption is on screen while the line is spoken (its words at a speaking rate, from
+    # the lead-in), not at the very start and not for the rest of the shot
+    assert not np.array_equal(out.frames[0], out.frames[24])
     assert np.array_equal(out.frames[0], out.frames[1])
+    assert np.array_equal(out.frames[0], out.frames[4 * 24])
     # a tone stands in for the line while it is spoken, silence before it
     assert np.abs(out.audio[:1000]).max() == 0 and np.abs(out.audio[16000:32000]).max() > 0.05
 

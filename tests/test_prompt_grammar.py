@@ -145,3 +145,11 @@ def test_count_words():
     assert count_words("[soft whisper] don't go") == 2  # delivery cues do not count
     assert count_words("你好世界") == pytest.approx(4 / 1.5)  # one syllable per CJK character
     assert count_words("  ") == 0
+
+
+def test_spoken_lines_are_the_speech_spans_in_any_form():
+    from ovi_studio.prompt import spoken_lines
+    raw = ("He turns to the door. He calls out, <S>Who's  there?<E> A pause. <S>[whispers] Show\n"
+           "yourself.<E> <S> <E> Audio: knocks, wind.")
+    assert spoken_lines(raw) == ["Who's there?", "Show yourself."]
+    assert spoken_lines("A lighthouse at night. <AUDCAP>Wind.<ENDAUDCAP>") == []

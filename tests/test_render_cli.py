@@ -43,8 +43,8 @@ def invoke(*args: str):
 
 
 def test_a_broken_first_frame_fails_its_shot_and_descendants_only(tmp_path):
-    story = _story(tmp_path)
-    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview")
+    story = _story(tmp_path)  # lint stops this render; --no-lint shows what the session does
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview", "--no-lint")
     assert result.exit_code == 1, result.output
     assert "broken.png is not a readable image" in result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -91,7 +91,63 @@ def test_a_bad_setting_value_says_what_is_expected(tmp_path):
 def test_a_storyboard_with_errors_is_refused(tmp_path):
     story = _story(tmp_path, STORY.replace("extends: portrait", "extends: nowhere"))
     result = invoke(story, "-o", tmp_path / "out", "--engine", "preview")
-    assert result.exit_code == 2 and "nowhere" in result.output
+    assert result.exit_code == 1 and "nowhere" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+LINT_ERRORS = """\
+version: 1
+model: 720x720_5s
+shots:
+  - id: door
+    prompt: He calls out, <S>Who's there? <AUDCAP>Knocks.<ENDAUDCAP>
+  - id: long
+    duration: 7
+    scene: A long corridor.
+    audio: Footsteps.
+  - id: fine
+    scene: A quiet room.
+    audio: A clock ticking.
+"""
+
+
+def test_lint_errors_stop_the_render_before_anything_renders(tmp_path):
+    from ovi_studio.cli import check_cmd  # noqa: F401  (the same findings `check` prints)
+    story = _story(tmp_path, LINT_ERRORS)
+    out = tmp_path / "out"
+    (out / "shots" / "fine" / "take0").mkdir(parents=True)
+    keep = out / "shots" / "fine" / "take0" / "clip.mp4"
+    keep.write_bytes(b"earlier work")
+    result = invoke(story, "-o", out, "--engine", "preview")
+    checked = runner.invoke(app, ["check", str(story)])
+    assert result.exit_code == 1 and checked.exit_code == 1
+    assert "OVI101" in result.output and "OVI403" in result.output
+    for line in checked.output.splitlines():
+        if line.startswith(str(story)):
+            assert line in result.output  # printed as `check` prints it
+    assert "nothing was rendered" in result.output and "--no-lint" in result.output
+    assert keep.read_bytes() == b"earlier work" and not (out / "report.json").exists()
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["clip.mp4"]
+
+
+def test_no_lint_renders_anyway_and_says_so_in_the_report(tmp_path):
+    story = _story(tmp_path, LINT_ERRORS.replace("    duration: 7\n", ""))
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview", "--no-lint")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["lint"] == {"skipped": True, "reason": "--no-lint"}
+
+
+def test_warnings_are_shown_and_the_render_goes_on(tmp_path):
+    story = _story(tmp_path, LINT_ERRORS.split("  - id: door")[0] + """\
+  - id: busy
+    prompt: "She says, <S>one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two<E> <AUDCAP>Rain.<ENDAUDCAP>"
+""")
+    result = invoke(story, "-o", tmp_path / "out", "--engine", "preview")
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["lint"]["errors"] == 0 and report["lint"]["warnings"] >= 1
 
 
 def test_asking_for_ovi_never_falls_back(tmp_path):

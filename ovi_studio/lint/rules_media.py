@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovi_studio.diagnostics import Severity
+from ovi_studio.media.images import VIDEO_SUFFIXES, upright_size
 
 from ovi_studio.lint.registry import rule
 
@@ -35,15 +36,27 @@ def check_first_frame(path: Path, requested: tuple[int, int] | None) -> Iterator
         yield ImageFinding(f"first frame `{path}` is {what}: fix the path (relative to the "
                            "storyboard) or remove `first_frame`", Severity.ERROR)
         return
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        yield ImageFinding(f"first frame `{path.name}` is not a readable image ({exc}): use a PNG or "
-                           "JPEG file", Severity.ERROR)
-        return
+    if path.suffix.lower() in VIDEO_SUFFIXES:  # the render starts from the video's last frame
+        from ovi_studio.media import ffmpeg, probe
+        try:
+            stream = probe.probe(path).first("video")
+        except ffmpeg.FfmpegError:
+            stream = None
+        if stream is None or not stream.width:
+            yield ImageFinding(f"first frame `{path.name}` is not a readable video: use a video "
+                               "with a picture stream, or a PNG or JPEG file", Severity.ERROR)
+            return
+        width, height = stream.width, stream.height
+    else:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            with Image.open(path) as image:
+                width, height = upright_size(image)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            yield ImageFinding(f"first frame `{path.name}` is not a readable image ({exc}): use a PNG or "
+                               "JPEG file", Severity.ERROR)
+            return
     if requested is None or min(width, height, *requested) <= 0:
         return
     req_h, req_w = requested

@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ovi_studio.media import ffmpeg, probe
 
@@ -18,7 +18,8 @@ class ImageLoadError(ValueError):
 
 
 def load_first_frame(path: str | Path) -> Image.Image:
-    """An RGB image from an image file, or the last frame of a video file. The plan and the
+    """An RGB image from an image file (upright: its EXIF orientation applied, as the
+    reference's reader does), or the last frame of a video file. The plan and the
     render both read it: the decoded image is kept while the file is unchanged (a video is
     decoded through to its last frame, once)."""
     path = Path(path)
@@ -35,9 +36,23 @@ def _decoded_first_frame(path: Path, mtime_ns: int, size: int) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return ImageOps.exif_transpose(img).convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ImageLoadError(f"first frame {path} is not a readable image ({exc})") from None
+
+
+# EXIF orientations that turn the picture a quarter turn (width and height swap)
+_QUARTER_TURNS = {5, 6, 7, 8}
+EXIF_ORIENTATION = 0x0112
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as it is meant to be seen: its EXIF orientation
+    applied, as the reference's image reader applies it (without decoding the pixels)."""
+    width, height = image.size
+    if image.getexif().get(EXIF_ORIENTATION) in _QUARTER_TURNS:
+        return height, width
+    return width, height
 
 
 def last_video_frame(path: str | Path) -> np.ndarray:

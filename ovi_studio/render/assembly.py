@@ -21,7 +21,8 @@ import numpy as np
 
 from ovi_studio.media import audio, ffmpeg
 from ovi_studio.render.artifacts import atomic_target, write_text_atomic
-from ovi_studio.render.subtitles import Cue, chapters_ffmetadata, shot_cues, to_srt, to_webvtt
+from ovi_studio.render.subtitles import (Cue, chapters_ffmetadata, shot_cues, to_srt, to_webvtt,
+                                         without_overlaps)
 
 FPS = 24
 SAMPLE_RATE = 48_000
@@ -210,6 +211,17 @@ def encode(segments: list[Segment], programme_wav: Path, out: Path, settings: As
             "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", tmp))
 
 
+def timeline_cues(segments: list[Segment], starts: list[int], total: int) -> list[Cue]:
+    """Every shot's cues on the cut's timeline: timed from its take's own first frame, kept to
+    the stretch the shot has alone (after a crossfade into it, before the next shot starts)."""
+    cues = []
+    for i, (seg, start) in enumerate(zip(segments, starts)):
+        end = starts[i + 1] if i + 1 < len(segments) else total
+        cues += shot_cues(list(seg.dialogue), (start - seg.start_frame) / FPS, seg.total_frames / FPS,
+                          visible=((start + seg.transition_frames) / FPS, end / FPS))
+    return without_overlaps(cues)
+
+
 def sidecar(final: Path, suffix: str) -> Path:
     return final.with_name(final.stem + suffix)
 
@@ -231,8 +243,7 @@ def assemble(segments: list[Segment], final: Path, settings: AssemblySettings,
         audio.write_wav(tmp, samples, SAMPLE_RATE)
     result = AssemblyResult(final, total, int(samples.shape[0]), starts, loudness=loudness)
     if settings.subtitles:
-        for seg, start in zip(segments, starts):
-            result.cues += shot_cues(list(seg.dialogue), start / FPS, seg.kept_frames / FPS)
+        result.cues = timeline_cues(segments, starts, total)
         result.srt, result.vtt = sidecar(final, ".srt"), sidecar(final, ".vtt")
         write_text_atomic(result.srt, to_srt(result.cues))
         write_text_atomic(result.vtt, to_webvtt(result.cues))

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ovi_studio.checkpoints import EngineChoice
 from ovi_studio.errors import UserError, at
+from ovi_studio.prompt import spoken_lines
 from ovi_studio.render.artifacts import atomic_target
 from ovi_studio.render.engines import DTYPES, ShotEngine
 
@@ -35,6 +36,7 @@ class RenderOptions:
     compile: bool = False  # torch.compile the fusion layers
     pick: str = "best"  # render.picking.POLICIES: the best take by quality checks, or take 0
     fail_on: set[str] = field(default_factory=set)  # quality checks that make the exit code 1
+    lint: bool = True  # the lint gate (--no-lint: render despite lint errors; recorded in the report)
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -74,9 +76,10 @@ def load_for_render(options: RenderOptions):
         source = _import_csv(source, options)
     loaded = load_storyboard(source)
     errors = [d for d in loaded.diagnostics if d.severity == Severity.ERROR]
-    if errors or loaded.model is None:
+    if loaded.model is None or (errors and not options.lint):  # --no-lint cannot skip what fails to load
         listing = "\n".join(f"  {d}" for d in errors[:20])
-        raise UserError(f"the storyboard has {len(errors)} error(s); nothing was rendered\n{listing}",
+        raise UserError(f"the storyboard has {len(errors)} error(s) that stop it loading; nothing was "
+                        f"rendered\n{listing}",
                         location=at(loaded.path), hint="run `ovi-studio check` for details and fixes")
     overrides = {**_preset_settings(options.preset), **options.overrides}
     setting_keys = {k: v for k, v in overrides.items() if k in Settings.model_fields}
@@ -247,4 +250,11 @@ def display_text(loaded, text: str | None) -> str | None:
 
 
 def dialogue_of(loaded, shot) -> tuple[tuple[str | None, str], ...]:
-    return tuple((speaker_label(loaded, d.speaker), d.text) for d in shot.dialogue)
+    """(speaker, words) of each speech span of the compiled prompt, whatever form the shot was
+    written in (raw `prompt:`, structured, template, CSV import). Speakers are known only where
+    the structured form names them; a raw prompt's lines have none."""
+    lines = spoken_lines(shot.raw_prompt)
+    speakers = [d.speaker for d in shot.dialogue]
+    if len(speakers) != len(lines):
+        speakers = [None] * len(lines)
+    return tuple((speaker_label(loaded, who), text) for who, text in zip(speakers, lines))

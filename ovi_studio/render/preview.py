@@ -60,7 +60,7 @@ class PreviewEngine:
         base = (fit_image(first_frame, height, width, job.settings.get("fit") or "crop")
                 if first_frame is not None else scene_card(job, height, width))
         duration = job.frames / FPS
-        windows = speech_windows([len(text.split()) for _, text in job.dialogue], duration)
+        windows = speech_windows([text for _, text in job.dialogue], duration)
         frames = self._frames(job, base, windows)
         if on_step:
             on_step(1, 2)

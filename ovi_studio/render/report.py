@@ -49,7 +49,8 @@ def take_json(record: TakeRecord, out_dir: Path) -> dict:
 
 def build_report(*, storyboard: Path, out_dir: Path, engine: dict, status: str,
                  records: list[TakeRecord], shot_order: list[str], final: dict,
-                 started: float, picks: dict[str, dict] | None = None) -> dict:
+                 started: float, picks: dict[str, dict] | None = None,
+                 lint: dict | None = None) -> dict:
     shots = []
     for shot_id in shot_order:
         takes = [take_json(r, out_dir) for r in records if r.shot == shot_id]
@@ -57,7 +58,7 @@ def build_report(*, storyboard: Path, out_dir: Path, engine: dict, status: str,
     failed = sorted({r.shot for r in records if r.status == "failed"})
     return {
         "schema": SCHEMA, "ovi_studio": __version__, "storyboard": str(storyboard),
-        "out_dir": str(out_dir), "engine": engine, "status": status,
+        "out_dir": str(out_dir), "engine": engine, "status": status, "lint": lint,
         "started": _iso(started), "finished": _iso(time.time()),
         "seconds": round(time.time() - started, 2),
         "failed_shots": failed, "shots": shots, "final": final,

@@ -25,6 +25,7 @@ from PIL import Image
 
 from ovi_studio import __version__
 from ovi_studio.errors import UserError
+from ovi_studio.lint.gate import LintSummary, lint_gate, lint_skipped
 from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
 from ovi_studio.media.images import ImageLoadError, fit_image, load_first_frame, save_png
@@ -96,9 +97,10 @@ class RenderSession:
     # planning ---------------------------------------------------------------------------
     def prepare(self):
         from ovi_studio.plan import build_plan
-        loaded = load_for_render(self.options)
+        loaded = load_for_render(self.options)  # usage errors (--set, --only) first: exit 2
         self.loaded = loaded
         self._check_selection(loaded)
+        self.lint = self._lint()  # after the usage checks (exit 2), before planning and any engine
         self.plan = build_plan(loaded, self.options.out_dir, self.options.ckpt_dir, self.options.engine)
         self.out_dir, self.ckpt_dir = self.plan.out_dir, self.plan.ckpt_dir
         self._engine_name = self.plan.engine.name
@@ -108,7 +110,21 @@ class RenderSession:
             self._engine_factory = self._custom_factory
         return self.plan
 
+    def _lint(self) -> LintSummary:
+        """The lint gate: errors stop the render here, before any engine exists; warnings are
+        shown and the render goes on."""
+        if not self.options.lint:
+            self.progress.log("lint skipped (--no-lint)", important=True)
+            return lint_skipped()
+        summary = lint_gate(self.options.source, self.options.ckpt_dir)
+        if summary.diagnostics:
+            self.progress.log(summary.text().rstrip(), important=True)
+        return summary
+
     def _check_selection(self, loaded) -> None:
+        from ovi_studio.checkpoints import ENGINES
+        if self.options.engine is not None and self.options.engine not in ENGINES:
+            raise UserError(f"--engine must be one of {', '.join(ENGINES)}, not {self.options.engine!r}")
         ids = {s.id for s in loaded.shots}
         for flag, names in (("--only", self.options.only), ("--force", self.options.force)):
             bad = [n for n in names or [] if n not in ids]
@@ -201,7 +217,8 @@ class RenderSession:
             engine=self._engine_identity or {"name": self._engine_name},
             status="interrupted" if interrupted else ("failed" if self._failed() else "ok"),
             records=self.records, shot_order=[s.id for s in self.loaded.shots], final=final,
-            started=started, picks={k: c.to_json() for k, c in self.choices.items()})
+            started=started, picks={k: c.to_json() for k, c in self.choices.items()},
+            lint=self.lint.to_json())
         path = write_report(self.out_dir, report)
         self.write_review(report)
         fail_on = self.options.fail_on
