@@ -23,6 +23,7 @@ class Fix:
     replacement: str
     shot: str | None = None
     key: str | None = None
+    rename: bool = False  # the edit renames the key itself (at the diagnostic's position) to `replacement`
 
 
 @dataclass

@@ -404,6 +404,8 @@ def _cut(text: str, start: int, end: int) -> str:
     """Remove text[start:end] and the spaces around it, keeping line breaks where they are."""
     before, after = text[:start].rstrip(" \t"), text[end:]
     if after.startswith(("\n", "\r")):
+        if not before or before.endswith("\n"):  # the cut text was a whole line: drop the line
+            after = after[2:] if after.startswith("\r\n") else after[1:]
         return before + after
     after = after.lstrip(" \t")
     if not before or before.endswith("\n") or not after:

@@ -10,6 +10,8 @@ All positions handed out by this module are 1-based (line, column), like editors
 """
 from __future__ import annotations
 
+import re
+
 import bisect
 import io
 from dataclasses import dataclass, field
@@ -321,7 +323,27 @@ def _yaml_error(exc: MarkedYAMLError, path: Path) -> UserError:
     if exc.context and exc.problem:
         problem = f"{exc.problem} ({exc.context})"
     location = at(path, mark.line + 1, mark.column + 1) if mark else at(path)
-    return UserError(f"invalid YAML: {problem}", location=location)
+    return UserError(f"invalid YAML: {problem}", location=location,
+                     hint=_colon_in_plain_scalar(exc, mark, path))
+
+
+_PLAIN_VALUE = re.compile(r"^\s*(?:-\s+)?([\w-]+):\s+[^\s\"'|>]")
+
+
+def _colon_in_plain_scalar(exc: MarkedYAMLError, mark, path: Path) -> str | None:
+    """The usual cause of "mapping values are not allowed here" in a storyboard: a prompt or
+    scene written unquoted with `: ` inside it (`Audio: …`), which YAML reads as a new key."""
+    if mark is None or "mapping values are not allowed" not in (exc.problem or ""):
+        return None
+    try:
+        line = read_user_text(path, what="YAML file", max_bytes=MAX_BYTES).split("\n")[mark.line]
+    except (UserError, IndexError):
+        line = ""
+    found = _PLAIN_VALUE.match(line)
+    key = found[1] if found else "the value"
+    return (f"line {mark.line + 1}: the text of `{key}` contains `: `, which YAML reads as a new "
+            f"key — quote it (`{key}: \"…\"`) or write it as a block: `{key}: |` (or `>-`) "
+            "with the text indented on the next lines")
 
 
 def _first_line(exc: Exception) -> str:

@@ -8,6 +8,7 @@ the rest still resolve, so `check` can report everything in one run.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -19,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from engine.variants import DEFAULT_VARIANT, Variant, format_prompt, get_variant
 from ovi_studio.compile import (CharacterInfo, Compiled, DialogueLine, Text, compile_raw,
                                 compile_structured)
-from ovi_studio.diagnostics import Diagnostic, Severity
+from ovi_studio.diagnostics import Diagnostic, Fix, Severity
 from ovi_studio.errors import UserError
 from ovi_studio.source import Position, SourceDocument, TextOrigin, load_yaml, to_plain
 from ovi_studio import templates as tpl
@@ -29,6 +30,7 @@ SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 CharacterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
 
 SB_SCHEMA = "SB102"
+RENAME_CUTOFF = 0.75  # similarity above which a misspelt key is renamed by --fix (when alone)
 SB_UNKNOWN_CHARACTER = "SB110"
 SB_UNKNOWN_TEMPLATE = "SB111"
 SB_TEMPLATE_PARAMETER = "SB112"
@@ -305,10 +307,11 @@ class _Loader:
         return str(self.source.path)
 
     def report(self, code: str, message: str, position: Position, shot: str | None = None,
-               severity: Severity = Severity.ERROR) -> None:
+               severity: Severity = Severity.ERROR, fix: Fix | None = None) -> None:
         line, col = position
         message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # printable
-        self.diagnostics.append(Diagnostic(self.file, line, col, line, col, code, severity, message, shot))
+        self.diagnostics.append(Diagnostic(self.file, line, col, line, col, code, severity, message,
+                                           shot, fix))
 
     def run(self) -> LoadedStoryboard:
         data = self.source.data
@@ -407,7 +410,13 @@ class _Loader:
         bad_characters = {e["loc"][1] for e in errors if e["loc"][:1] == ("characters",) and len(e["loc"]) > 1}
         bad_top = {e["loc"][0] for e in errors if len(e["loc"]) == 1 or e["loc"][0] not in ("shots", "characters")}
         self._invalid_characters = {str(name) for name in bad_characters}
-        kept = [s for i, s in enumerate(shots) if i not in bad_shots]
+        kept = []
+        for i, shot in enumerate(shots):
+            if i in bad_shots:
+                shot = _without_bad_keys(shot, [tuple(e["loc"][2:]) for e in errors
+                                                 if tuple(e["loc"][:2]) == ("shots", i)])
+            if shot is not None:
+                kept.append(shot)
         repaired = {k: v for k, v in plain.items() if k not in bad_top and k in Storyboard.model_fields}
         repaired["version"] = 1
         repaired["shots"] = [s.data for s in kept]
@@ -424,11 +433,31 @@ class _Loader:
         for error in errors:
             loc = self._document_loc(tuple(error["loc"]), shots)
             position, shot_id = self._error_position(loc, shots)
-            message = self._schema_message(error, loc)
+            message = self._schema_message(error, loc, shot_id)
             if (position, message) in seen:
                 continue
             seen.add((position, message))
-            self.report(SB_SCHEMA, message, position, shot_id)
+            self.report(SB_SCHEMA, message, position, shot_id, fix=self._key_rename(error, loc))
+
+    def _key_rename(self, error: dict, loc: tuple) -> Fix | None:
+        """`--fix` for a misspelt key, when the intended key is unambiguous: exactly one known
+        key is close, and the mapping does not already have it."""
+        if error["type"] != "extra_forbidden" or not isinstance(loc[-1], str):
+            return None
+        node = self.source.data
+        for part in loc[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        key = loc[-1]
+        if not isinstance(node, CommentedMap) or key not in node:
+            return None
+        close = difflib.get_close_matches(key, _KNOWN_KEYS[_container(loc[:-1])], n=2,
+                                          cutoff=RENAME_CUTOFF)
+        if len(close) != 1 or close[0] in node:
+            return None
+        return Fix(f"rename `{key}` to `{close[0]}`", close[0], key=key, rename=True)
 
     def _document_loc(self, loc: tuple, shots: list[_ShotInput]) -> tuple:
         """pydantic's loc with union-member tags dropped and shot indices mapped back to the
@@ -460,8 +489,8 @@ class _Loader:
                 return False
         return True
 
-    def _schema_message(self, error: dict, loc: tuple) -> str:
-        where = ".".join(str(p) for p in loc) or "storyboard"
+    def _schema_message(self, error: dict, loc: tuple, shot_id: str | None = None) -> str:
+        where = _loc_name(loc, shot_id)
         if error["type"] == "extra_forbidden":
             key = str(loc[-1])
             candidates = _KNOWN_KEYS[_container(loc[:-1])]
@@ -548,6 +577,21 @@ class _Loader:
         return lines
 
 
+def _without_bad_keys(shot: _ShotInput, problems: list[tuple]) -> _ShotInput | None:
+    """A shot whose reported problems are all bad keys or values, with those keys left out, so
+    the rest of it (prompt, lengths, references) is still checked; None when that leaves no
+    valid shot (its id is bad, or a rule spans the whole shot)."""
+    keys = {loc[0] for loc in problems if loc}
+    if any(not loc for loc in problems) or "id" in keys:
+        return None
+    data = {k: v for k, v in shot.data.items() if k not in keys}
+    try:
+        Shot.model_validate(data)
+    except ValidationError:
+        return None
+    return _ShotInput(shot.index, shot.node, data, shot.template, shot.use_position)
+
+
 def _lone_surrogate(value) -> str | None:
     """The first lone surrogate in a value (strings, lists and dict keys and values)."""
     if isinstance(value, str):
@@ -562,6 +606,20 @@ def _lone_surrogate(value) -> str | None:
 def _shot_id(data) -> str | None:
     value = data.get("id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
+
+
+def _loc_name(loc: tuple, shot_id: str | None) -> str:
+    """A validation location as the user reads it: `shots[storm].takes` (the shot by its id,
+    never by a 0-based index), `dialogue[2].line` (items 1-based), `defaults.steps`."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            named = i == 1 and loc[0] == "shots" and shot_id and re.match(SHOT_ID_PATTERN, shot_id)
+            label = shot_id if named else f"#{part + 1}"
+            out += f"[{label}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "storyboard"
 
 
 def _describe(value) -> str:

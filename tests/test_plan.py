@@ -183,7 +183,7 @@ def test_plan_cli_text_and_json(tmp_path):
                                      "status", "reasons", "estimate_seconds", "key_inputs"}
     path.write_text("version: 1\nshots:\n  - {id: a, prompt: x, sed: 1}\n")
     bad = runner.invoke(app, ["plan", str(path)])
-    assert bad.exit_code == 2 and "did you mean `seed`" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 1 and "did you mean `seed`" in bad.output and "Traceback" not in bad.output
 
 
 @pytest.mark.parametrize("frame, words", [

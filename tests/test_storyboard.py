@@ -78,7 +78,27 @@ shots:
     (diag,) = loaded.diagnostics
     assert (diag.code, diag.line, diag.column, diag.shot) == ("SB102", 5, 5, "a")
     assert "did you mean `seed`" in diag.message
-    assert [s.id for s in loaded.shots] == ["b"]  # the bad shot is left out, the rest resolve
+    # the bad key is left out and the rest of the shot is still checked
+    assert [s.id for s in loaded.shots] == ["a", "b"] and loaded.shots[0].settings.seed == 100
+
+
+def test_a_misspelled_key_does_not_hide_the_other_errors_of_its_shot(tmp_path):
+    from ovi_studio.lint.runner import lint_path
+    (tmp_path / "x").mkdir()
+    path = write(tmp_path, """\
+version: 1
+model: 720x720_5s
+shots:
+  - id: storm
+    sceen: A lighthouse in a storm.
+    prompt: He calls out, <S>Who's there? <AUDCAP>Knocks.<ENDAUDCAP>
+    duration: 7
+    first_frame: missing.png
+  - id: calm
+    scene: A calm sea.
+""")
+    errors = [(d.code, d.line) for d in lint_path(path) if d.severity.value == "error"]
+    assert errors == [("SB102", 5), ("OVI101", 6), ("OVI403", 7), ("OVI406", 8)]
 
 
 def test_wrong_types_and_missing_fields_are_diagnostics(tmp_path):
@@ -96,10 +116,10 @@ defaults:
 """)
     loaded = load_storyboard(path)
     messages = {(d.line, d.message.split(":")[0]) for d in loaded.diagnostics}
-    assert (2, "`shots.0.id`") in messages
-    assert (3, "`shots.0.prompt`") in messages
-    assert (6, "`shots.1.steps`") in messages
-    assert (7, "`shots.1.solver`") in messages
+    assert (2, "`shots[#1].id`") in messages  # no valid id to name it by
+    assert (3, "`shots[#1].prompt`") in messages
+    assert (6, "`shots[ok].steps`") in messages  # shots by id, never by 0-based index
+    assert (7, "`shots[ok].solver`") in messages
     assert any("`version` is required" in d.message for d in loaded.diagnostics)
     assert any("not both" in d.message and d.line == 8 for d in loaded.diagnostics)
     assert all(d.code == "SB102" for d in loaded.diagnostics)

@@ -5,6 +5,7 @@ import functools
 import sys
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 
 from ovi_studio import __version__
@@ -27,7 +28,7 @@ def guarded(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")

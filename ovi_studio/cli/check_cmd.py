@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from ovi_studio.cli.app import app, err, guarded
 from ovi_studio.errors import UserError
@@ -64,7 +65,7 @@ def check_command(
         raise UserError(f"unknown model `{model}`", hint=f"choose one of {', '.join(VARIANTS)}")
     options = LintOptions(selection, model, str(ckpt_dir) if ckpt_dir else None)
 
-    diagnostics, failed = [], False
+    diagnostics, failed = [], 0
     for path in files:
         try:
             if fix and path.suffix.lower() in (".yaml", ".yml"):
@@ -74,11 +75,14 @@ def check_command(
                           "`ovi-studio import` them", highlight=False)
             diagnostics.extend(lint_path(path, options))
         except UserError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-            failed = True
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+            failed += 1
 
     tty = output is None and sys.stdout.isatty()
     text = render(diagnostics, output_format.value, show_source=tty if show_source is None else show_source)
+    if failed and output_format == OutputFormat.text:  # never "All checks passed" when some were not
+        kept = text.splitlines()[:-1] if not diagnostics else text.splitlines()
+        text = "\n".join(kept + [f"{failed} file(s) could not be checked (see above)."]) + "\n"
     # YAML escapes can smuggle lone surrogates into values we quote; never crash printing them
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if output is not None:

@@ -52,19 +52,26 @@ def plan_command(
 ) -> None:
     """Show what a render will do: shots in order, sizes, seeds, cache state and GPU time.
     Exits 1 when a shot cannot render (e.g. an unreadable first frame)."""
+    from ovi_studio.lint.gate import lint_summary
     from ovi_studio.plan import build_plan
     from ovi_studio.storyboard import load_storyboard
+    summary = lint_summary(storyboard, ckpt_dir)  # the findings and count `check` gives
+    if (summary.warnings or summary.errors) and not as_json:  # --json: in the JSON's "lint"
+        err.print(summary.warnings_text().rstrip(), markup=False, highlight=False)
+        if summary.errors:
+            err.print(f"{summary.errors} lint error(s): `render` refuses this storyboard until "
+                      "they are fixed", markup=False, highlight=False)
     loaded = load_storyboard(storyboard)
-    errors = [d for d in loaded.diagnostics if d.severity == Severity.ERROR]
-    if errors:
-        for diagnostic in errors:
-            err.print(str(diagnostic), markup=False)
-        raise UserError(f"{len(errors)} error(s) in the storyboard; fix them first",
-                        hint=f"ovi-studio check {storyboard}")
-    plan = build_plan(loaded, out_dir=out_dir, ckpt_dir=ckpt_dir, engine=engine)
+    try:
+        plan = build_plan(loaded, out_dir=out_dir, ckpt_dir=ckpt_dir, engine=engine)
+    except UserError:
+        if summary.errors:  # already listed above, as `check` lists them
+            raise typer.Exit(1) from None
+        raise
+    failed = 1 if plan.blocked or summary.errors else 0
     if as_json:
-        typer.echo(json.dumps(plan.to_json(), indent=2, sort_keys=False))
-        raise typer.Exit(1 if plan.blocked else 0)
+        typer.echo(json.dumps({**plan.to_json(), "lint": summary.to_json()}, indent=2, sort_keys=False))
+        raise typer.Exit(failed)
     table = Table(title=f"{loaded.model.title or storyboard.name}: {plan.variant.name}, "
                         f"{plan.variant.frames} frames per take, engine {plan.engine.name}")
     for column in ("shot", "take", "mode", "size", "seed", "status", "est."):
@@ -85,7 +92,7 @@ def plan_command(
               f"output in {plan.out_dir}")
     if plan.blocked:
         out.print(f"[red]{len(plan.blocked)} take(s) cannot render[/] (blocked: see the table)")
-        raise typer.Exit(1)
+    raise typer.Exit(failed)
 
 
 @app.command("schema")

@@ -52,7 +52,9 @@ def apply_fixes(path: str | Path, options: LintOptions = LintOptions(), *, write
     source = linter.loaded.source
     if source is None or not any(d.fixable for d in diagnostics):
         return FixReport(path, [])
-    edits = _prompt_edits(linter) + _setting_edits(linter, [d for d in diagnostics if d.fixable])
+    fixable = [d for d in diagnostics if d.fixable]
+    edits = (_prompt_edits(linter) + _key_edits(linter, [d for d in fixable if d.fix.rename])
+             + _setting_edits(linter, [d for d in fixable if not d.fix.rename]))
     if not edits:
         return FixReport(path, [])
     text = source.text
@@ -89,6 +91,38 @@ def _prompt_edits(linter: StoryboardLinter) -> list[Edit]:
         edits.append(Edit(span.start, span.end, render_scalar(original, span.style, fixed),
                           ("shots", shot.index, "prompt"), fixed))
     return edits
+
+
+def _key_edits(linter: StoryboardLinter, renames) -> list[Edit]:
+    """Misspelt keys renamed where they are written (plain keys only; the value is untouched)."""
+    source = linter.loaded.source
+    edits = []
+    for diag in renames:
+        start = source.lines.index(diag.line, diag.column)
+        old, new = diag.fix.key, diag.fix.replacement
+        if source.text[start:start + len(old)] != old:
+            continue  # a quoted or complex key: leave it to the user
+        path = _key_path(source.data, diag.line, diag.column, old)
+        if path is not None:
+            edits.append(Edit(start, start + len(old), new, path[:-1] + (new,), path[-1]))
+    return edits
+
+
+def _key_path(node, line: int, column: int, key: str, path: tuple = ()):
+    """(document path to the mapping, …, the key's value) of `key` written at (line, column)."""
+    if isinstance(node, CommentedMap):
+        if key in node and node.lc.key(key) == (line - 1, column - 1):
+            return path + (node[key],)
+        items = node.items()
+    elif isinstance(node, CommentedSeq):
+        items = enumerate(node)
+    else:
+        return None
+    for part, child in items:
+        found = _key_path(child, line, column, key, path + (part,))
+        if found is not None:
+            return found
+    return None
 
 
 def _setting_edits(linter: StoryboardLinter, fixable) -> list[Edit]:

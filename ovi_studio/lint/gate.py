@@ -39,6 +39,13 @@ class LintSummary:
         from ovi_studio.lint.formats import render
         return render(list(self.diagnostics), "text", show_source=False)
 
+    def warnings_text(self) -> str:
+        """Errors and warnings as `check` prints them (info findings are left to `check`);
+        empty when there are none."""
+        from ovi_studio.lint.formats import render
+        shown = [d for d in self.diagnostics if d.severity != Severity.INFO]
+        return render(shown, "text", show_source=False) if shown else ""
+
 
 class LintFailed(UserError):
     """The storyboard has lint errors: nothing was rendered."""
@@ -57,12 +64,18 @@ def lint_gate(source: str | Path, ckpt_dir: str | Path | None = None, *,
               model: str | None = None) -> LintSummary:
     """Lint a storyboard or an Ovi CSV as `check` would; raise LintFailed on any error.
     `model` is the variant a CSV is rendered with (storyboards name their own)."""
-    from ovi_studio.lint.runner import LintOptions, lint_path
-    options = LintOptions(model=model, ckpt_dir=str(ckpt_dir) if ckpt_dir else None)
-    summary = LintSummary(tuple(lint_path(source, options)))
+    summary = lint_summary(source, ckpt_dir, model=model)
     if summary.errors:
         raise LintFailed(Path(source), summary)
     return summary
+
+
+def lint_summary(source: str | Path, ckpt_dir: str | Path | None = None, *,
+                 model: str | None = None) -> LintSummary:
+    """What `check` finds in a storyboard or an Ovi CSV (its default rule selection)."""
+    from ovi_studio.lint.runner import LintOptions, lint_path
+    options = LintOptions(model=model, ckpt_dir=str(ckpt_dir) if ckpt_dir else None)
+    return LintSummary(tuple(lint_path(source, options)))
 
 
 def lint_skipped() -> LintSummary:

@@ -117,8 +117,8 @@ class RenderSession:
             self.progress.log("lint skipped (--no-lint)", important=True)
             return lint_skipped()
         summary = lint_gate(self.options.source, self.options.ckpt_dir)
-        if summary.diagnostics:
-            self.progress.log(summary.text().rstrip(), important=True)
+        if summary.warnings:
+            self.progress.log(summary.warnings_text().rstrip(), important=True)
         return summary
 
     def _check_selection(self, loaded) -> None:
