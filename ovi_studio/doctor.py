@@ -29,7 +29,7 @@ class Finding:
 
 def run_doctor(ckpt_dir: Path | None = None) -> list[Finding]:
     """Without --ckpt-dir, $OVI_CKPT_DIR or ./ckpts: then ./ckpts is reported missing."""
-    return [check_python(), *check_torch(), check_flash_attn(), check_ffmpeg(),
+    return [check_python(), *check_torch(), check_flash_attn(), check_ffmpeg(), check_espeak(),
             *check_checkpoints(find_ckpt_dir(ckpt_dir) or DEFAULT_CKPT_DIR)]
 
 
@@ -77,6 +77,18 @@ def check_ffmpeg() -> Finding:
         if found:
             return Finding("ffmpeg", OK, found)
     return Finding("ffmpeg", FAIL, "no ffmpeg found", "pip install imageio-ffmpeg (or install ffmpeg on PATH)")
+
+
+ESPEAK_INSTALL = "sudo apt-get install espeak-ng (macOS: brew install espeak-ng)"
+
+
+def check_espeak() -> Finding:
+    """The preview's guide speech: espeak-ng speaks each line; without it, a tone per line."""
+    found = shutil.which("espeak-ng")
+    if found:
+        return Finding("espeak-ng", OK, f"{found} (the preview speaks its guide dialogue)")
+    return Finding("espeak-ng", WARN, "not installed: the preview's guide track has a tone per line "
+                   "instead of speech", ESPEAK_INSTALL)
 
 
 def check_checkpoints(ckpt_dir: Path) -> list[Finding]:

@@ -54,15 +54,16 @@ shots:
 
 
 def init_folder(folder: Path, template: str | None = None, force: bool = False) -> list[Path]:
-    """Write the starter files into `folder`; returns what was written."""
+    """Write the starter files into `folder`; returns what was written. Everything is decided
+    and rendered before the first write; when a write fails, what this call created is removed
+    (folders included) and what was there before is left as it was."""
     story = folder / STORY
     if story.exists() and not force:
         raise UserError(f"{story} already exists", hint="pass --force to overwrite it")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "templates").mkdir(exist_ok=True)
-    written = [story]
+    files: dict[Path, str] = {}
+    copies: dict[Path, Path] = {}
     if template is None:
-        story.write_text(STARTER.format(title=json.dumps(_title(folder))), encoding="utf-8")
+        files[story] = STARTER.format(title=json.dumps(_title(folder)))
     else:
         found = tpl.find_template(template, folder)
         if found is None:
@@ -71,18 +72,46 @@ def init_folder(folder: Path, template: str | None = None, force: bool = False) 
         loaded = tpl.load_template(found)
         copy = folder / "templates" / found.name
         if found.resolve() != copy.resolve():
-            shutil.copyfile(found, copy)
-            written.append(copy)
-        story.write_text(_template_story(loaded, _title(folder)), encoding="utf-8")
-    schema = folder / SCHEMA
-    schema.write_text(json.dumps(storyboard_schema(), indent=2) + "\n", encoding="utf-8")
-    written.append(schema)
+            copies[copy] = found
+        files[story] = _template_story(loaded, _title(folder))
+    files[folder / SCHEMA] = json.dumps(storyboard_schema(), indent=2) + "\n"
     readme = folder / "README.md"
     if not readme.exists():
-        readme.write_text(f"# {_title(folder)}\n\nAn ovi-studio storyboard: edit `{STORY}`, then run "
-                          f"`ovi-studio check {STORY}` and `ovi-studio render {STORY}`.\n", encoding="utf-8")
-        written.append(readme)
-    return written
+        files[readme] = (f"# {_title(folder)}\n\nAn ovi-studio storyboard: edit `{STORY}`, then run "
+                         f"`ovi-studio check {STORY}` and `ovi-studio render {STORY}`.\n")
+    return _write_all(folder, files, copies)
+
+
+def _write_all(folder: Path, files: dict[Path, str], copies: dict[Path, Path]) -> list[Path]:
+    created: list[Path] = []  # new folders and files, removed again if anything fails
+    previous = {path: path.read_bytes() for path in files if path.is_file()}  # --force overwrites
+    try:
+        for directory in (folder, folder / "templates"):
+            missing = [p for p in (directory, *directory.parents) if not p.exists()]
+            directory.mkdir(parents=True, exist_ok=True)
+            created += reversed(missing)
+        written = []
+        for target, source in copies.items():
+            if not target.exists():
+                created.append(target)
+            shutil.copyfile(source, target)
+            written.append(target)
+        for path, text in files.items():
+            if path not in previous:
+                created.append(path)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        return written
+    except OSError as exc:
+        for path, data in previous.items():
+            path.write_bytes(data)
+        for path in reversed(created):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise UserError(f"cannot create the storyboard folder: {exc.strerror or exc} "
+                        f"({exc.filename or folder}); nothing was left behind") from None
 
 
 def _template_story(template: tpl.Template, title: str) -> str:

@@ -103,3 +103,48 @@ def test_doctor_suggests_a_memory_preset_per_gpu(monkeypatch):
         name=cards[i][0], total_memory=int(cards[i][1] * 2**30)))
     messages = [f.detail for f in check_torch() if f.name.startswith("gpu")]
     assert [m.split("suggested memory preset: ")[1].split()[0] for m in messages] == ["80gb", "8gb", "12gb"]
+
+
+def test_init_leaves_nothing_behind_when_it_fails(tmp_path, monkeypatch):
+    from ovi_studio import scaffold
+    folder = tmp_path / "new" / "film"
+    assert runner.invoke(app, ["init", str(folder), "--template", "nope"]).exit_code == 2
+    assert not (tmp_path / "new").exists()  # a bad template is refused before anything is made
+
+    real = scaffold.Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):
+        if self.name == scaffold.SCHEMA:
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, text, *args, **kwargs)
+    monkeypatch.setattr(scaffold.Path, "write_text", disk_full)
+    result = runner.invoke(app, ["init", str(folder)])
+    assert result.exit_code == 2 and "No space left" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep")
+    assert runner.invoke(app, ["init", str(existing)]).exit_code == 2
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+
+
+def test_doctor_json_lists_every_finding_with_its_fix_and_espeak():
+    import json
+    result = runner.invoke(app, ["doctor", "--json", "--ckpt-dir", "/nonexistent"])
+    data = json.loads(result.output)
+    names = {f["name"]: f for f in data["findings"]}
+    assert {"python", "ffmpeg", "espeak-ng", "checkpoints"} <= set(names)
+    assert data["ok"] is False and result.exit_code == 1
+    if names["espeak-ng"]["status"] != "ok":
+        assert "apt-get install espeak-ng" in names["espeak-ng"]["fix"]
+
+
+def test_help_names_the_program_with_readable_placeholders_and_commands_stay_whole_when_piped():
+    result = runner.invoke(app, ["render", "--help"], env={"COLUMNS": "200"})
+    assert "Usage: ovi-studio render" in result.output and "python -m" not in result.output
+    assert "<list[str]>" not in result.output and "KEY=VALUE" in result.output and "DIR" in result.output
+    assert "--install-completion" in runner.invoke(app, ["--help"]).output
+    assert runner.invoke(app, ["--version"]).output.startswith("ovi-studio ")
+    piped = runner.invoke(app, ["doctor", "--ckpt-dir", "/a/very/long/path/" + "x" * 120], env={"COLUMNS": "40"})
+    assert any(line.strip().startswith("fix: ovi-studio fetch --ckpt-dir /a/very/long/path/" + "x" * 120)
+               for line in piped.output.splitlines())

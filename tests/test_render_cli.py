@@ -242,3 +242,4 @@ def test_fp8_and_blocks_to_swap_flags_are_shot_settings(tmp_path, tiny_ckpt_shor
     assert meta["settings"]["fp8"] is True and meta["settings"]["blocks_to_swap"] == 3
     assert meta["engine_info"]["memory"]["fp8"] == "scaled"  # no published fp8 file in the folder
     assert meta["engine_info"]["memory"]["blocks_to_swap"] == 3
+

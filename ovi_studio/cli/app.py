@@ -1,8 +1,10 @@
 """The Typer application and the guard that turns user errors into messages and exit codes."""
 from __future__ import annotations
 
+import enum
 import functools
 import sys
+import typing
 
 import typer
 from rich.markup import escape
@@ -11,14 +13,62 @@ from rich.console import Console
 from ovi_studio import __version__
 from ovi_studio.errors import UserError
 
+PROG = "ovi-studio"
+# Placeholders in help by parameter name; others read NAME (the parameter's name), flags none.
+PLACEHOLDERS = {"set_": "KEY=VALUE", "only": "SHOT", "shots": "SHOT", "force": "", "files": "FILE",
+                "ckpt_dir": "DIR", "out": "DIR", "out_dir": "DIR", "output": "FILE", "folder": "DIR",
+                "cache_dir": "DIR"}
+
+
+def _placeholder(param) -> str | None:
+    """A help placeholder a person reads: `--ckpt-dir DIR`, `--set KEY=VALUE`, `STORYBOARD`
+    (typer's default shows Python types: `<path>`, `<list[str]>`, `<bool>`)."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if typing.get_origin(annotation) is list:
+        (annotation,) = typing.get_args(annotation)
+    if getattr(param, "is_flag", False) or annotation is bool:
+        return ""
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return None  # typer lists the choices
+    if PLACEHOLDERS.get(param.name):
+        return PLACEHOLDERS[param.name]
+    if annotation is int:
+        return "N"
+    if annotation is float:
+        return "NUMBER"
+    return (param.name or "value").strip("_").upper()
+
+
+class _Group(typer.core.TyperGroup):
+    """The root command: `ovi-studio` in usage lines however it was started (python -m, the
+    console script, the test runner), readable placeholders on every command."""
+
+    def main(self, *args, **kwargs):
+        for command in [self, *self.commands.values()]:  # the completion options come late
+            for param in command.params:
+                if param.metavar is None:
+                    param.metavar = _placeholder(param)
+                if isinstance(param, typer.core.TyperArgument):  # its name is the placeholder
+                    param.display_type_rich = lambda ctx: None
+        kwargs["prog_name"] = kwargs.get("prog_name") or PROG
+        return super().main(*args, **kwargs)
+
+
 app = typer.Typer(
-    name="ovi-studio",
+    name=PROG,
+    cls=_Group,
     help="Declarative storyboards and batch production for Ovi (audio+video).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def out_console() -> Console:
+    """stdout for a command, made when it runs (COLUMNS and redirection are read then): lines
+    are never wrapped when stdout is not a terminal, so printed commands stay whole in logs."""
+    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
 def guarded(fn):

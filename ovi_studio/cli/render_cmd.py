@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from ovi_studio.cli.app import app, err, guarded
 from ovi_studio.errors import UserError
@@ -123,11 +124,13 @@ def summarize(outcome, out_dir: Path, quiet: bool, to_stderr: bool = False) -> N
         typer.echo(f"final cut: {out_dir / final['path']} ({final['duration_s']:.2f}s)", err=to_stderr)
     for record in outcome.records:
         if record.status == "failed":
-            err.print(f"[red]failed:[/] {record.shot}/take{record.take}: {record.reason}", highlight=False)
+            err.print(f"[red]failed:[/] {record.shot}/take{record.take}: {escape(str(record.reason))}",
+                      highlight=False)
         elif record.status == "skipped" and not quiet:
-            err.print(f"skipped: {record.shot}/take{record.take}: {record.reason}", highlight=False)
+            err.print(f"skipped: {record.shot}/take{record.take}: {record.reason}", markup=False,
+                      highlight=False)
     for failure in outcome.quality_failures:
-        err.print(f"[red]quality check failed (--fail-on):[/] {failure}", highlight=False)
+        err.print(f"[red]quality check failed (--fail-on):[/] {escape(failure)}", highlight=False)
     if outcome.failed_shots:
         err.print(f"[red]{len(outcome.failed_shots)} shot(s) failed:[/] {', '.join(outcome.failed_shots)}",
                   highlight=False)

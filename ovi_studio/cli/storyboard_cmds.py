@@ -13,15 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ovi_studio.cli.app import app, err, guarded
+from ovi_studio.cli.app import app, err, guarded, out_console
 from ovi_studio.diagnostics import Severity
 from ovi_studio.errors import UserError
 
 
 
 def _out() -> Console:
-    """Made per command so that COLUMNS and redirection are read when the command runs."""
-    return Console(highlight=False)
+    return out_console()
 
 
 @app.command("import")
@@ -121,10 +120,16 @@ def init_command(
 def doctor_command(
     ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder "
                                             "(default: $OVI_CKPT_DIR, else ./ckpts)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """Check Python, torch, CUDA, flash-attn, ffmpeg and the checkpoint files."""
+    """Check Python, torch, CUDA, flash-attn, ffmpeg, espeak-ng and the checkpoint files."""
+    import dataclasses
     from ovi_studio.doctor import exit_code, run_doctor
     findings = run_doctor(ckpt_dir)
+    if as_json:
+        typer.echo(json.dumps({"ok": exit_code(findings) == 0,
+                               "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
+        raise typer.Exit(exit_code(findings))
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
     out = _out()
     for finding in findings:

@@ -108,6 +108,7 @@ def run_summary(report: dict, report_path: Path | None = None) -> dict:
                              for t in s["takes"] for c in t.get("qc", []) if c["status"] == "fail"]
                             + [f"final: {c['check']}" for c in final.get("qc", []) if c["status"] == "fail"],
         "report": str(report_path) if report_path else None,
+        "lint": report.get("lint"),
     }
 
 
