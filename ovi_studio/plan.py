@@ -24,7 +24,7 @@ from ovi_studio import cost
 from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_engine,
                                     storyboard_ckpt_dir)
 from ovi_studio.errors import UserError, at
-from ovi_studio.media.images import ImageLoadError, load_first_frame
+from ovi_studio.media.images import ImageLoadError, load_i2v_frame
 from ovi_studio.render.picking import parent_take
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
@@ -41,6 +41,7 @@ _REASONS = {
     "audio_negative": "negative prompt changed",
     "seed": "seed changed",
     "first_frame": "first-frame image changed",
+    "first_frame_aspect": "first-frame aspect (resolution/aspect) changed",
     "checkpoint": "checkpoint changed",
     "model": "model changed",
     "engine_version": "engine version changed",
@@ -190,6 +191,9 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                 "parent": parent.cache_key if parent else None, "parent_shot": shot.extends,
                 "seed_frame": s.seed_frame, "color_match": s.color_match, "fit": s.fit,
             }
+            if mode == "i2v":  # the first frame's pixels reach the engine unresampled, aspect-fitted
+                asked = s.asked_size(variant)
+                inputs["first_frame_aspect"] = list(asked) if asked else None
             planned = PlannedTake(shot, take, s.seed + take, mode, shot.extends, height, width,
                                   variant.frames, "" if blocked else cache_key(inputs), inputs,
                                   "blocked", [blocked] if blocked else [], per_take, out_dir,
@@ -213,7 +217,8 @@ def _geometry(variant: Variant, shot: ResolvedShot, parent: PlannedTake | None):
     if parent is not None:
         return "extend", (parent.height, parent.width), None
     if shot.first_frame is not None:
-        width, height = load_first_frame(shot.first_frame).size
+        s = shot.settings
+        width, height = load_i2v_frame(shot.first_frame, s.asked_size(variant), s.fit).size
         return "i2v", best_i2v_size(height, width, variant.video_area), _file_hash(shot.first_frame)
     return "t2v", snap_t2v_size(*shot.settings.requested_size(variant), variant.video_area), None
 

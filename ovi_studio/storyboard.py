@@ -213,6 +213,13 @@ class ShotSettings:
     transition: str
     transition_frames: int
 
+    def asked_size(self, variant: Variant) -> tuple[int, int] | None:
+        """(height, width) the storyboard asks for with `resolution`/`aspect`; None when it
+        asks nothing (an i2v shot then keeps its image's aspect)."""
+        if self.resolution is None and self.aspect is None:
+            return None
+        return self.requested_size(variant)
+
     def requested_size(self, variant: Variant) -> tuple[int, int]:
         """(height, width) asked for, before snapping: resolution, else the aspect ratio,
         else a square of the model's area."""

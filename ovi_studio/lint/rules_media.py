@@ -16,8 +16,9 @@ ASPECT_TOLERANCE = 1.2  # requested vs image aspect, as a ratio either way
 rule("OVI406", Severity.ERROR, "first-frame image missing, unreadable or of another shape",
      "An image-to-video shot starts from its `first_frame`. Error when the file does not exist or "
      "is not a readable image (checked with Pillow); warning when its aspect ratio differs from "
-     f"the requested resolution/aspect by more than {ASPECT_TOLERANCE:g}x (the engine keeps the "
-     "image's aspect, so the shot will not have the shape you asked for). Paths are relative to "
+     f"the requested resolution/aspect by more than {ASPECT_TOLERANCE:g}x (the image is cropped, "
+     "or padded with `fit: pad`, to the requested aspect: much of the picture may be lost). "
+     "Paths are relative to "
      "the storyboard (or, for Ovi CSV files, to the CSV's folder).")
 
 
@@ -63,5 +64,6 @@ def check_first_frame(path: Path, requested: tuple[int, int] | None) -> Iterator
     factor = math.exp(abs(math.log((width / height) / (req_w / req_h))))
     if factor > ASPECT_TOLERANCE:
         yield ImageFinding(f"first frame is {width}x{height} (aspect {width / height:.2f}) but the shot "
-                           f"asks for {req_w}x{req_h} (aspect {req_w / req_h:.2f}): the output follows "
-                           "the image — crop the image or change the resolution", Severity.WARNING)
+                           f"asks for {req_w}x{req_h} (aspect {req_w / req_h:.2f}): the image will be "
+                           "cropped to that aspect (`fit: pad` adds bars instead) — crop it yourself "
+                           "or drop `resolution`/`aspect` to keep the whole picture", Severity.WARNING)

@@ -267,9 +267,7 @@ class StoryboardLinter:
         if shot.first_frame is None:
             return
         settings = shot.settings
-        requested = None
-        if settings.resolution is not None or settings.aspect is not None:
-            requested = settings.requested_size(self.variant)
+        requested = settings.asked_size(self.variant)
         (line, column), _ = self._key_position(shot, "first_frame")
         for found in rules_media.check_first_frame(shot.first_frame, requested):
             self.out.append(Diagnostic(self.file, line, column, line, column, "OVI406",

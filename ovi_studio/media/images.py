@@ -72,6 +72,36 @@ def last_video_frame(path: str | Path) -> np.ndarray:
     return last.copy()
 
 
+def fit_aspect(img: Image.Image, requested: tuple[int, int] | None, mode: str = "crop") -> Image.Image:
+    """An i2v first frame at the aspect of `requested` (height, width), at its own resolution:
+    `crop` cuts the centre out, `pad` adds black bars; no pixel is resampled, so the engine's
+    reference-exact resize stays the only resampling. Unchanged when nothing is requested or
+    the image already has that aspect (to the pixel)."""
+    if requested is None:
+        return img
+    src_w, src_h = img.size
+    req_h, req_w = requested
+    if mode == "crop":
+        width, height = min(src_w, round(src_h * req_w / req_h)), min(src_h, round(src_w * req_h / req_w))
+    elif mode == "pad":
+        width, height = max(src_w, round(src_h * req_w / req_h)), max(src_h, round(src_w * req_h / req_w))
+    else:
+        raise ValueError(f"fit must be 'crop' or 'pad', got {mode!r}")
+    if (width, height) == (src_w, src_h):
+        return img
+    left, top = (src_w - width) // 2, (src_h - height) // 2
+    if mode == "crop":
+        return img.crop((left, top, left + width, top + height))
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(img, (-left, -top))
+    return canvas
+
+
+def load_i2v_frame(path: str | Path, requested: tuple[int, int] | None, fit: str) -> Image.Image:
+    """The first frame an i2v take starts from, as the plan sizes it and the engine gets it."""
+    return fit_aspect(load_first_frame(path), requested, fit)
+
+
 def fit_image(img: Image.Image, height: int, width: int, mode: str = "crop") -> Image.Image:
     """Resize to exactly (height, width): `crop` scales to cover then centre-crops, `pad` scales
     to fit and letterboxes with black."""

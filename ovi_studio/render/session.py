@@ -28,7 +28,7 @@ from ovi_studio.errors import UserError
 from ovi_studio.lint.gate import LintSummary, lint_gate, lint_skipped
 from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
-from ovi_studio.media.images import ImageLoadError, fit_image, load_first_frame, save_png
+from ovi_studio.media.images import ImageLoadError, load_i2v_frame, save_png
 from ovi_studio.render import continuity, picking, quality
 from ovi_studio.render.picking import parent_take
 from ovi_studio.render.artifacts import (TakeLayout, atomic_target, begin_take, committed_meta,
@@ -345,10 +345,12 @@ class RenderSession:
     def _first_frame(self, step) -> tuple[Image.Image | None, dict | None]:
         shot = step.shot
         if step.mode == "i2v":
-            image = load_first_frame(shot.first_frame)
-            fitted = fit_image(image, step.height, step.width, shot.settings.fit)
-            return fitted, {"source": str(shot.first_frame), "fit": shot.settings.fit,
-                            "size": list(image.size)}
+            # upright (EXIF), aspect-fitted at its own resolution: the engine's reference-exact
+            # resize is the only resampling, as in the reference
+            asked = shot.settings.asked_size(self.loaded.variant)
+            image = load_i2v_frame(shot.first_frame, asked, shot.settings.fit)
+            return image, {"source": str(shot.first_frame), "fit": shot.settings.fit,
+                           "size": list(image.size), "aspect_from": asked}
         if step.mode != "extend":
             return None, None
         parent = self._parent_layout(step)
