@@ -12,6 +12,7 @@ and so is every shot extending it; the rest of the plan is unaffected.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ovi_studio import cost
 from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_engine,
                                     storyboard_ckpt_dir)
 from ovi_studio.errors import UserError, at
-from ovi_studio.media.images import ImageLoadError, load_i2v_frame
+from ovi_studio.media.images import ImageLoadError, aspect_fitted_size, first_frame_file
 from ovi_studio.render.picking import parent_take
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
@@ -130,16 +131,25 @@ def execution_order(loaded: LoadedStoryboard) -> list[ResolvedShot]:
         if shot.extends is not None and shot.extends not in by_id:
             raise _graph_error(shot, f"shot `{shot.id}` extends `{shot.extends}`, which is not a "
                                      f"(valid) shot of this storyboard")
-    order, placed = [], set()
-    pending = list(loaded.shots)
-    while pending:
-        ready = next((s for s in pending if s.extends is None or s.extends in placed), None)
-        if ready is None:
-            raise _graph_error(pending[0], "these shots extend each other in a cycle: "
-                               + ", ".join(s.id for s in pending))
-        order.append(ready)
-        placed.add(ready.id)
-        pending.remove(ready)
+    # The earliest shot in the file whose parent is placed goes next: a heap of ready indices.
+    children: dict[str, list[int]] = {}
+    ready = []
+    for index, shot in enumerate(loaded.shots):
+        if shot.extends is None:
+            ready.append(index)
+        else:
+            children.setdefault(shot.extends, []).append(index)
+    order = []
+    while ready:
+        shot = loaded.shots[heapq.heappop(ready)]
+        order.append(shot)
+        for child in children.pop(shot.id, ()):
+            heapq.heappush(ready, child)
+    if len(order) < len(loaded.shots):
+        placed = {shot.id for shot in order}
+        pending = [shot for shot in loaded.shots if shot.id not in placed]
+        raise _graph_error(pending[0], "these shots extend each other in a cycle: "
+                           + ", ".join(s.id for s in pending))
     return order
 
 
@@ -217,18 +227,11 @@ def _geometry(variant: Variant, shot: ResolvedShot, parent: PlannedTake | None):
     if parent is not None:
         return "extend", (parent.height, parent.width), None
     if shot.first_frame is not None:
-        s = shot.settings
-        width, height = load_i2v_frame(shot.first_frame, s.asked_size(variant), s.fit).size
-        return "i2v", best_i2v_size(height, width, variant.video_area), _file_hash(shot.first_frame)
+        s = shot.settings  # sized as load_i2v_frame makes it, from the header
+        frame = first_frame_file(shot.first_frame)
+        width, height = aspect_fitted_size((frame.width, frame.height), s.asked_size(variant), s.fit)
+        return "i2v", best_i2v_size(height, width, variant.video_area), frame.sha256
     return "t2v", snap_t2v_size(*shot.settings.requested_size(variant), variant.video_area), None
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def _staleness(take: PlannedTake, parent_takes: list[PlannedTake]) -> tuple[str, list[str]]:

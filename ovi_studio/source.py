@@ -1,10 +1,10 @@
 """Safe YAML loading that remembers where every value came from.
 
-A storyboard is read with ruamel.yaml's round-trip loader: it keeps comments (so `check --fix`
-can rewrite the same document) and line/column of every key and item. Before building any
-objects the event stream is scanned once to refuse what a storyboard never needs and what could
-hurt: explicit tags (`!anything`), absurd nesting and alias bombs. The same scan records each
-scalar's exact span so an offset inside a prompt can be mapped back to the file (`TextOrigin`).
+A storyboard is parsed once, by libyaml (PyYAML's C parser): one pass over its events builds
+the document as ruamel round-trip containers carrying the line/column of every key and item,
+records each scalar's exact span (so an offset inside a prompt maps back to the file,
+`TextOrigin`, and `check --fix` can rewrite a value in place), and refuses what a storyboard
+never needs and what could hurt: explicit tags (`!anything`), absurd nesting and alias bombs.
 
 All positions handed out by this module are 1-based (line, column), like editors show them.
 """
@@ -13,15 +13,15 @@ from __future__ import annotations
 import re
 
 import bisect
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent,
-                                ScalarEvent)
+from ruamel.yaml.comments import CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq
+from ruamel.yaml.error import StreamMark
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
 
 from ovi_studio.textfile import read_user_text
 from ovi_studio.errors import UserError, at
@@ -231,16 +231,26 @@ def load_yaml(path: str | Path, *, what: str = "storyboard") -> SourceDocument:
     """Read and parse a YAML file safely; every problem is a UserError with a position."""
     path = Path(path)
     text = read_user_text(path, what=f"YAML {what}", max_bytes=MAX_BYTES)
-    yaml = YAML(typ="rt")
-    lines = LineIndex(text)
-    scalars = _scan_events(yaml, text, lines, path)
+    composer = _Composer(path)
     try:
-        data = yaml.load(text)
-    except MarkedYAMLError as exc:
+        try:
+            data = composer.compose(text, _FAST_PARSER)
+        except yaml.scanner.ScannerError as exc:
+            if "escape" not in str(exc.problem):
+                raise
+            # libyaml refuses `\ud800`-style escapes; the Python parser reads them, and the
+            # loader then reports the lone surrogate on its shot (the other shots still load).
+            composer = _Composer(path)
+            data = composer.compose(text, yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, path) from None
-    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line, column = LineIndex(text).position(exc.position)
+        raise UserError(f"cannot read the YAML: {_first_line(exc)}",
+                        location=at(path, line, column)) from None
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         raise UserError(f"cannot read the YAML: {_first_line(exc)}", location=at(path)) from None
-    return SourceDocument(path, text, data, lines, scalars)
+    return SourceDocument(path, text, data, LineIndex(text), composer.scalars)
 
 
 def to_plain(node):
@@ -271,53 +281,166 @@ def new_yaml() -> YAML:
     return yaml
 
 
-def _scan_events(yaml: YAML, text: str, lines: LineIndex, path: Path) -> dict[Position, ScalarSpan]:
-    """One pass over the parser's events: refuse tags, deep nesting and alias bombs; record
-    the span of every scalar keyed by its start position."""
-    scalars: dict[Position, ScalarSpan] = {}
-    sizes: list[int] = [0]  # expanded node count of each open collection
-    anchored: dict[str, int] = {}
-    anchors_open: list[str | None] = []
-    try:
-        for event in yaml.parse(io.StringIO(text)):
-            if getattr(event, "tag", None) is not None:
-                raise UserError(f"YAML tags such as `{event.tag}` are not allowed in a storyboard",
-                                location=_event_location(path, event), hint="remove the `!…` tag; write plain values")
-            if isinstance(event, CollectionStartEvent):
-                if len(sizes) > MAX_DEPTH:
-                    raise UserError(f"the YAML is nested more than {MAX_DEPTH} levels deep",
-                                    location=_event_location(path, event))
-                sizes.append(1)
-                anchors_open.append(event.anchor)
-            elif isinstance(event, CollectionEndEvent):
-                size = sizes.pop()
-                anchor = anchors_open.pop()
-                if anchor:
-                    anchored[anchor] = size
-                sizes[-1] += size
-            elif isinstance(event, (ScalarEvent, AliasEvent)):
-                size = anchored.get(event.anchor, 1) if isinstance(event, AliasEvent) else 1
-                if isinstance(event, ScalarEvent):
+_FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
+# ruamel's YAML 1.2 table for plain scalars (`16:9` and `yes` are text): first character ->
+# [(tag, pattern)]
+_IMPLICIT = VersionedResolver(version=(1, 2)).versioned_resolver
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_PLAIN_TEXT = ("tag:yaml.org,2002:value",)  # a lone `=`: text, not ruamel's TaggedScalar
+
+
+class _Composer:
+    """Builds the document from libyaml's event stream in one pass: round-trip containers
+    (CommentedMap/CommentedSeq, with the line and column of every key, value and item, as
+    ruamel's round-trip loader sets them) and the span of every scalar. The same pass refuses
+    tags, nesting deeper than MAX_DEPTH and alias bombs. Plain scalars are typed by the YAML
+    1.2 core schema; numbers, booleans and dates are built by ruamel's round-trip constructor,
+    so values are the ones ruamel gives. Comments are not kept: nothing reads them (`--fix`
+    edits the text at the recorded spans)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.scalars: dict[Position, ScalarSpan] = {}
+        self._anchors: dict[str, tuple[object, tuple[int, int], int]] = {}  # value, mark, size
+        self._open_anchors: set[str] = set()
+        self._constructor = YAML(typ="rt").constructor
+        self._expanded = 0  # nodes so far, aliases counted at their expanded size
+
+    def compose(self, text: str, parser_class):
+        # Each open collection: [container, mark, anchor, size, pending key, its mark, merges]
+        stack: list[list] = []
+        root, documents = None, 0
+        parser = parser_class(text)
+        try:
+            while parser.check_event():
+                event = parser.get_event()
+                kind = type(event)
+                if kind is yaml.DocumentStartEvent:
+                    documents += 1
+                    if documents > 1:
+                        raise UserError("a storyboard is one YAML document; this file has more "
+                                        "(a second `---`)", location=_event_location(self.path, event))
+                    continue
+                if kind in _SKIPPED_EVENTS:
+                    continue
+                if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                    container, mark, anchor, size, _, _, merges = stack.pop()
+                    if merges:
+                        _merge_into(container, merges)
+                    if anchor:
+                        self._anchors[anchor] = (container, mark, size)
+                        self._open_anchors.discard(anchor)
+                    value, size = container, size
+                elif getattr(event, "tag", None) is not None:
+                    raise UserError(f"YAML tags such as `{event.tag}` are not allowed in a storyboard",
+                                    location=_event_location(self.path, event),
+                                    hint="remove the `!…` tag; write plain values")
+                elif kind is yaml.ScalarEvent:
+                    mark = (event.start_mark.line, event.start_mark.column)
+                    style = event.style or None
+                    self.scalars[(mark[0] + 1, mark[1] + 1)] = ScalarSpan(
+                        event.start_mark.index, event.end_mark.index, style)
+                    value, size = self._scalar(event, style, mark), 1
                     if event.anchor:
-                        anchored[event.anchor] = 1
-                    scalars[lines.position(event.start_mark.index)] = ScalarSpan(
-                        event.start_mark.index, event.end_mark.index, event.style)
-                sizes[-1] += size
-            if sum(sizes) > MAX_EXPANDED_NODES:
-                raise UserError("the YAML expands to too many values (aliases repeated "
-                                "inside aliases?)", location=_event_location(path, event))
-    except MarkedYAMLError as exc:
-        raise _yaml_error(exc, path) from None
-    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
-        raise UserError(f"cannot read the YAML: {_first_line(exc)}", location=at(path)) from None
-    return scalars
+                        self._anchors[event.anchor] = (value, mark, 1)
+                    self._count(1, event)
+                elif kind is yaml.AliasEvent:
+                    if event.anchor in self._open_anchors or event.anchor not in self._anchors:
+                        raise UserError(f"alias `*{event.anchor}` refers to no finished anchor "
+                                        f"`&{event.anchor}` above it",
+                                        location=_event_location(self.path, event))
+                    value, mark, size = self._anchors[event.anchor]
+                    self._count(size, event)
+                else:  # a mapping or a sequence starts
+                    if len(stack) + 1 > MAX_DEPTH:
+                        raise UserError(f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                                        location=_event_location(self.path, event))
+                    mark = (event.start_mark.line, event.start_mark.column)
+                    container = CommentedMap() if kind is yaml.MappingStartEvent else CommentedSeq()
+                    container._yaml_set_line_col(*mark)
+                    if event.anchor:
+                        self._open_anchors.add(event.anchor)
+                    stack.append([container, mark, event.anchor, 1, _NO_KEY, None, None])
+                    self._count(1, event)
+                    continue
+                if not stack:
+                    root = value
+                    continue
+                self._attach(stack[-1], value, mark, size)
+        finally:
+            parser.dispose()
+        return root
+
+    def _scalar(self, event, style: str | None, mark: tuple[int, int]):
+        text = event.value
+        if style is not None:
+            return text
+        tag = next((tag for tag, pattern in _IMPLICIT.get(text[:1], ()) if pattern.match(text)), _STR)
+        if tag == _STR or tag in _PLAIN_TEXT:
+            return text
+        if tag == _MERGE:
+            return _MERGE_KEY
+        start = StreamMark(str(self.path), event.start_mark.index, *mark)
+        return self._constructor.construct_object(ScalarNode(tag, text, start, start), deep=True)
+
+    def _attach(self, parent: list, value, mark: tuple[int, int], size: int) -> None:
+        container = parent[0]
+        parent[3] += size
+        if isinstance(container, CommentedSeq):
+            container._yaml_set_idx_line_col(len(container), list(mark))
+            container.append(value)
+            return
+        key = parent[4]
+        if key is _NO_KEY:  # this value is a key
+            if isinstance(value, CommentedSeq):
+                value = CommentedKeySeq(value)
+            elif isinstance(value, CommentedMap):
+                value = CommentedKeyMap(value)
+            parent[4], parent[5] = value, mark
+            return
+        parent[4] = _NO_KEY
+        if key is _MERGE_KEY:
+            parent[6] = (parent[6] or []) + (value if isinstance(value, list) else [value])
+            return
+        if key in container:
+            line, column = parent[5]
+            raise UserError(f"duplicate key `{key}` in this mapping (each key may appear once)",
+                            location=at(self.path, line + 1, column + 1))
+        container[key] = value
+        container._yaml_set_kv_line_col(key, [*parent[5], *mark])
+
+    def _count(self, size: int, event) -> None:
+        self._expanded += size
+        if self._expanded > MAX_EXPANDED_NODES:
+            raise UserError("the YAML expands to too many values (aliases repeated "
+                            "inside aliases?)", location=_event_location(self.path, event))
+
+
+_NO_KEY = object()  # a mapping waiting for its next key
+_MERGE_KEY = object()  # `<<`: merge the value's keys into this mapping
+_SKIPPED_EVENTS = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
+
+
+def _merge_into(container, merges: list) -> None:
+    """`<<: *base` (or a list of them): keys the mapping does not set itself, first merge first."""
+    if not isinstance(container, CommentedMap):
+        return
+    for source in merges:
+        if not isinstance(source, CommentedMap):
+            raise ValueError("`<<` merges a mapping (or a list of mappings) into this one")
+        for key, value in source.items():
+            if key not in container:
+                container[key] = value
+                if key in source.lc.data:
+                    container._yaml_set_kv_line_col(key, source.lc.data[key])
 
 
 def _event_location(path: Path, event):
     return at(path, event.start_mark.line + 1, event.start_mark.column + 1)
 
 
-def _yaml_error(exc: MarkedYAMLError, path: Path) -> UserError:
+def _yaml_error(exc: yaml.MarkedYAMLError, path: Path) -> UserError:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or exc.context or "malformed YAML"
     if exc.context and exc.problem:

@@ -265,13 +265,19 @@ class LoadedStoryboard:
     shots: list[ResolvedShot]
     variant: Variant
     source: SourceDocument | None = None
+    _by_id: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def folder(self) -> Path:
         return self.path.parent
 
     def shot(self, shot_id: str) -> ResolvedShot | None:
-        return next((s for s in self.shots if s.id == shot_id), None)
+        """The first shot with this id (a dict lookup: chain walks call this once per link)."""
+        if self._by_id is None:
+            self._by_id = {}
+            for shot in self.shots:
+                self._by_id.setdefault(shot.id, shot)
+        return self._by_id.get(shot_id)
 
 
 def load_storyboard(path: str | Path) -> LoadedStoryboard:

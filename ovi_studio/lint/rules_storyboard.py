@@ -81,26 +81,62 @@ def check_graph(shots: list[ShotRef]) -> Iterator[GraphFinding]:
 
 
 def _chains(shots: list[ShotRef], parents: dict[str, str | None]) -> Iterator[GraphFinding]:
-    reported_cycles: set[frozenset] = set()
+    """Extension cycles (each reported once, at its first shot in the file) and chains deeper
+    than MAX_CHAIN; one walk up from every shot, each link followed once overall."""
+    links = _walk_links(parents)
+    reported_cycles: set[str] = set()
     for index, shot in enumerate(shots):
-        path = [shot.id]
-        node = parents.get(shot.id)
-        while node is not None and node in parents and node not in path:
-            path.append(node)
-            node = parents[node]
-        if node is not None and node in path:
-            cycle = frozenset(path[path.index(node):])
-            if node != shot.id or cycle in reported_cycles or len(cycle) == 1:
+        link = links.get(shot.id)
+        if link is None:  # leads into a cycle it is not part of
+            continue
+        if isinstance(link, _Cycle):
+            if len(link.members) == 1 or link.members[0] in reported_cycles:
                 continue
-            reported_cycles.add(cycle)
-            loop = " → ".join(path[path.index(node):] + [node])
+            reported_cycles.add(link.members[0])
+            at = link.members.index(shot.id)
+            loop = " → ".join(link.members[at:] + link.members[:at + 1])
             yield GraphFinding("SB101", index, "extends",
                                f"extension cycle {loop}: one shot of the cycle must start from a "
                                "first frame or text instead")
-        elif len(path) - 1 > MAX_CHAIN:
+        elif link[0] > MAX_CHAIN:
+            depth, root = link
             yield GraphFinding("SB103", index, "extends",
-                               f"this shot is extension #{len(path) - 1} of `{path[-1]}` (more than "
+                               f"this shot is extension #{depth} of `{root}` (more than "
                                f"{MAX_CHAIN}): start a fresh chain with a `first_frame`")
+
+
+@dataclass(frozen=True)
+class _Cycle:
+    members: list[str]  # in `extends` order, starting anywhere on the cycle
+
+
+def _walk_links(parents: dict[str, str | None]) -> dict[str, "tuple[int, str] | _Cycle | None"]:
+    """For every shot id: (extensions above it, the chain's first shot) — or its _Cycle, or
+    None when its ancestors run into a cycle. An `extends` naming no shot ends the chain there
+    (that error is reported on its own)."""
+    links: dict[str, tuple[int, str] | _Cycle | None] = {}
+    for start in parents:
+        path, on_path, node = [], set(), start
+        while node in parents and node not in links and node not in on_path:
+            path.append(node)
+            on_path.add(node)
+            node = parents[node]
+        if node in links:
+            above = links[node]
+        elif node in parents:  # the walk came back to itself: a new cycle
+            cycle = _Cycle(path[path.index(node):])
+            for member in cycle.members:
+                links[member] = cycle
+            path = path[:path.index(node)]
+            above = cycle
+        else:  # the chain's top: no parent, or one that names no shot
+            above = (-1, path[-1]) if path else None
+        for offset, node in enumerate(reversed(path)):
+            if above is None or isinstance(above, _Cycle):
+                links[node] = None
+            else:
+                links[node] = (above[0] + offset + 1, above[1])
+    return links
 
 
 def negative_has_tags(text: str) -> str | None:

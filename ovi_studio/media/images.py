@@ -3,6 +3,8 @@ a target size, and writing PNGs."""
 from __future__ import annotations
 
 import functools
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +57,43 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     return width, height
 
 
-def last_video_frame(path: str | Path) -> np.ndarray:
-    """The last decoded frame of a video (decoding through; seeking by frame count is fragile)."""
+@dataclass(frozen=True)
+class FirstFrameFile:
+    """What the plan needs of a first-frame file: its picture size and its content hash."""
+    width: int
+    height: int
+    sha256: str  # "sha256:<hex>" of the file's bytes
+
+
+def first_frame_file(path: str | Path) -> FirstFrameFile:
+    """Size and hash of a first frame, read once per version of the file (path, size, mtime,
+    inode): a frame shared by a thousand shots is hashed and probed once. The size comes from
+    the image header (or, for a video, its stream header); nothing is decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"first frame {path} does not exist")
+    stat = path.stat()
+    return _first_frame_file(path.resolve(), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=4096)
+def _first_frame_file(path: Path, mtime_ns: int, size: int, inode: int) -> FirstFrameFile:
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        width, height = _video_size(path)
+    else:
+        try:
+            with Image.open(path) as img:  # reads the header only
+                width, height = upright_size(img)
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise ImageLoadError(f"first frame {path} is not a readable image ({exc})") from None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return FirstFrameFile(width, height, "sha256:" + digest.hexdigest())
+
+
+def _video_size(path: Path) -> tuple[int, int]:
     try:
         info = probe.probe(path)
     except ffmpeg.FfmpegError as exc:
@@ -64,8 +101,14 @@ def last_video_frame(path: str | Path) -> np.ndarray:
     video = info.first("video")
     if video is None or not video.width:
         raise ImageLoadError(f"{path} has no video stream")
+    return video.width, video.height
+
+
+def last_video_frame(path: str | Path) -> np.ndarray:
+    """The last decoded frame of a video (decoding through; seeking by frame count is fragile)."""
+    width, height = _video_size(Path(path))
     last = None
-    for frame in ffmpeg.read_rawvideo(path, video.width, video.height):
+    for frame in ffmpeg.read_rawvideo(path, width, height):
         last = frame
     if last is None:
         raise ImageLoadError(f"{path} has no decodable frame")
@@ -77,16 +120,8 @@ def fit_aspect(img: Image.Image, requested: tuple[int, int] | None, mode: str = 
     `crop` cuts the centre out, `pad` adds black bars; no pixel is resampled, so the engine's
     reference-exact resize stays the only resampling. Unchanged when nothing is requested or
     the image already has that aspect (to the pixel)."""
-    if requested is None:
-        return img
     src_w, src_h = img.size
-    req_h, req_w = requested
-    if mode == "crop":
-        width, height = min(src_w, round(src_h * req_w / req_h)), min(src_h, round(src_w * req_h / req_w))
-    elif mode == "pad":
-        width, height = max(src_w, round(src_h * req_w / req_h)), max(src_h, round(src_w * req_h / req_w))
-    else:
-        raise ValueError(f"fit must be 'crop' or 'pad', got {mode!r}")
+    width, height = aspect_fitted_size(img.size, requested, mode)
     if (width, height) == (src_w, src_h):
         return img
     left, top = (src_w - width) // 2, (src_h - height) // 2
@@ -95,6 +130,21 @@ def fit_aspect(img: Image.Image, requested: tuple[int, int] | None, mode: str = 
     canvas = Image.new("RGB", (width, height))
     canvas.paste(img, (-left, -top))
     return canvas
+
+
+def aspect_fitted_size(size: tuple[int, int], requested: tuple[int, int] | None,
+                       mode: str = "crop") -> tuple[int, int]:
+    """(width, height) that fit_aspect makes of an image of `size` (width, height): what the
+    plan needs, known from the header without the pixels."""
+    src_w, src_h = size
+    if requested is None:
+        return size
+    req_h, req_w = requested
+    if mode == "crop":
+        return min(src_w, round(src_h * req_w / req_h)), min(src_h, round(src_w * req_h / req_w))
+    if mode == "pad":
+        return max(src_w, round(src_h * req_w / req_h)), max(src_h, round(src_w * req_h / req_w))
+    raise ValueError(f"fit must be 'crop' or 'pad', got {mode!r}")
 
 
 def load_i2v_frame(path: str | Path, requested: tuple[int, int] | None, fit: str) -> Image.Image:

@@ -87,6 +87,8 @@ class RenderSession:
         self.options = options
         self.progress = progress
         self.records: list[TakeRecord] = []
+        self._by_take: dict[tuple[str, int], TakeRecord] = {}  # _take_record's index of records
+        self._indexed = 0
         self._engine: ShotEngine | None = None
         self._engine_name = "preview"
         self._custom_factory = engine_factory
@@ -243,6 +245,14 @@ class RenderSession:
     def _failed(self) -> bool:
         return any(r.status == "failed" for r in self.records)
 
+    def _take_record(self, shot_id: str, take: int) -> TakeRecord | None:
+        """This run's first record of a take (records only grow: the index catches up with
+        them, so a whole render looks records up in linear time)."""
+        for record in self.records[self._indexed:]:
+            self._by_take.setdefault((record.shot, record.take), record)
+        self._indexed = len(self.records)
+        return self._by_take.get((shot_id, take))
+
     def _record(self, step, status: str, reason: str | None = None) -> TakeRecord:
         return TakeRecord(step.shot.id, step.take, step.seed, step.mode, step.artifact_dir,
                           step.cache_key, status, reason)
@@ -286,8 +296,9 @@ class RenderSession:
 
     def _run_step(self, step, predicted: bool) -> None:
         label = f"{step.shot.id}/take{step.take}"
-        parent_failed = next((r for r in self.records if step.parent is not None and r.shot == step.parent
-                              and r.take == step.parent_take and not r.ok), None)
+        parent_record = (self._take_record(step.parent, step.parent_take)
+                         if step.parent is not None else None)
+        parent_failed = parent_record if parent_record is not None and not parent_record.ok else None
         if parent_failed is not None:
             record = self._record(step, "skipped", f"extends {step.parent}, which {parent_failed.status}")
             self.records.append(record)
@@ -529,7 +540,8 @@ class RenderSession:
         for shot in self.loaded.shots:
             take = self.choices[shot.id].take
             meta = read_json(self.out_dir / "shots" / shot.id / f"take{take}" / "meta.json")
-            ok = any(r.shot == shot.id and r.take == take and r.ok for r in self.records)
+            record = self._take_record(shot.id, take)
+            ok = record is not None and record.ok
             if not ok or meta is None:
                 missing.append(shot.id)
             metas[shot.id] = meta
