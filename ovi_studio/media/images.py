@@ -52,6 +52,10 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) of an opened image as it is meant to be seen: its EXIF orientation
     applied, as the reference's image reader applies it (without decoding the pixels)."""
     width, height = image.size
+    # Pillow decodes a whole PNG to look for an eXIf chunk after the pixels; writers put it
+    # before them (where `open` has already read it), so a PNG without one has no orientation.
+    if image.format == "PNG" and "exif" not in image.info:
+        return width, height
     if image.getexif().get(EXIF_ORIENTATION) in _QUARTER_TURNS:
         return height, width
     return width, height
