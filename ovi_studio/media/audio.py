@@ -5,6 +5,7 @@ the stdlib `wave` module only writes integer PCM.
 """
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -106,3 +107,24 @@ def crossfade(a: np.ndarray, b: np.ndarray, overlap: int) -> np.ndarray:
     fade_in = np.sin(t * np.pi / 2).astype(np.float32)
     mixed = a[-overlap:] * fade_out + b[:overlap] * fade_in
     return np.concatenate([a[:-overlap], mixed, b[overlap:]]).astype(np.float32)
+
+
+# -- loudness as a meter reads it ----------------------------------------------------------------
+
+_EBUR128_SUMMARY = re.compile(r"Integrated loudness:\s*I:\s*(?P<i>-?[\d.]+|-inf|nan) LUFS.*?"
+                              r"Loudness range:\s*LRA:\s*(?P<lra>-?[\d.]+) LU.*?"
+                              r"True peak:\s*Peak:\s*(?P<tp>-?[\d.]+|-inf) dBFS", re.S)
+
+
+def measure_loudness(path: str | Path, dual_mono: bool = False) -> dict:
+    """Integrated loudness (LUFS), loudness range (LU) and true peak (dBTP) of a file's first
+    audio stream as ffmpeg's own EBU R128 meter (`ebur128=peak=true`) reads it, its channels
+    counted as the file has them (`dual_mono`: a mono stream as if played on two speakers)."""
+    meter = "ebur128=peak=true" + (":dualmono=true" if dual_mono else "")
+    proc = ffmpeg.run(ffmpeg.command("-nostats", "-i", Path(path), "-map", "0:a:0",
+                                     "-af", meter, "-f", "null", "-"))
+    found = _EBUR128_SUMMARY.search(proc.stderr.decode(errors="replace"))
+    if found is None:
+        raise ValueError(f"{path}: the ebur128 meter printed no summary")
+    return {"integrated_lufs": float(found["i"]), "loudness_range_lu": float(found["lra"]),
+            "true_peak_dbtp": float(found["tp"])}

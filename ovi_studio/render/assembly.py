@@ -57,14 +57,14 @@ class Segment:
 @dataclass(frozen=True)
 class AssemblySettings:
     loudness_lufs: float | None = -16.0  # None: no normalisation
-    true_peak_db: float = -1.5
+    true_peak_db: float = -1.5  # the normaliser's ceiling; delivery promises <= -1 dBTP measured
     loudness_range: float = 11.0
     subtitles: bool = True
     chapters: bool = True
     declick_ms: float = 5.0
     crf: int = 18
     preset: str = "slow"
-    audio_bitrate: str = "192k"
+    audio_bitrate: str = "192k"  # AAC-LC, stereo, 48 kHz
 
 
 @dataclass
@@ -155,6 +155,40 @@ def normalize_loudness(samples: np.ndarray, settings: AssemblySettings) -> tuple
                  "normalization_type": result.get("normalization_type")}
 
 
+DELIVERY_CHANNELS = 2  # stereo: what players, platforms and meters expect of a film's mix
+LOUDNESS_TOLERANCE_LU = 0.3  # delivered loudness is corrected once when further off than this
+TRUE_PEAK_LIMIT_DBTP = -1.0  # measured on the delivered file
+
+
+def encode_audio(samples: np.ndarray, out: Path, settings: AssemblySettings) -> None:
+    """The delivered audio track: the mono programme on both channels of a stereo AAC stream,
+    48 kHz at the configured bitrate; the cut copies it as it is."""
+    pcm = np.ascontiguousarray(samples, "<f4").tobytes()
+    with atomic_target(out) as tmp:
+        ffmpeg.run(ffmpeg.command(
+            "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0",
+            "-ac", str(DELIVERY_CHANNELS), "-c:a", "aac", "-b:a", settings.audio_bitrate,
+            "-ar", str(SAMPLE_RATE), "-f", "mp4", tmp), stdin=pcm)
+
+
+def deliver_audio(samples: np.ndarray, out: Path, settings: AssemblySettings) -> dict | None:
+    """Encode the delivered audio and, when a loudness target is set, make ffmpeg's ebur128
+    meter read the target on that very file: the AAC encode and the stereo layout move the
+    reading a little from the normaliser's estimate, so one gain correction (held under the
+    true-peak limit) follows when it is off by more than the tolerance. Returns what the meter
+    reads on the delivered stream."""
+    encode_audio(samples, out, settings)
+    if settings.loudness_lufs is None:
+        return None
+    measured = audio.measure_loudness(out)
+    gain = settings.loudness_lufs - measured["integrated_lufs"]
+    if np.isfinite(gain) and measured["integrated_lufs"] > SILENT_LUFS and abs(gain) > LOUDNESS_TOLERANCE_LU:
+        gain = min(gain, TRUE_PEAK_LIMIT_DBTP - 0.2 - measured["true_peak_dbtp"])
+        encode_audio((samples * 10 ** (gain / 20)).astype(np.float32), out, settings)
+        measured = {**audio.measure_loudness(out), "corrected_by_db": round(gain, 3)}
+    return measured
+
+
 def video_graph(segments: list[Segment], width: int, height: int) -> str:
     """Filter graph from inputs 0..N-1 to [vout]."""
     chains = []
@@ -182,7 +216,7 @@ def video_graph(segments: list[Segment], width: int, height: int) -> str:
     return ";".join(chains)
 
 
-def encode(segments: list[Segment], programme_wav: Path, out: Path, settings: AssemblySettings,
+def encode(segments: list[Segment], audio_track: Path, out: Path, settings: AssemblySettings,
            total_frames: int, srt: Path | None = None, chapters: Path | None = None,
            tags: dict[str, str] | None = None) -> None:
     width, height = segments[0].width, segments[0].height
@@ -190,7 +224,7 @@ def encode(segments: list[Segment], programme_wav: Path, out: Path, settings: As
     for seg in segments:
         args += ["-i", seg.frames_path]
     audio_idx = len(segments)
-    args += ["-i", programme_wav]
+    args += ["-i", audio_track]
     maps = ["-map", "[vout]", "-map", f"{audio_idx}:a"]
     if srt:
         args += ["-i", srt]
@@ -207,8 +241,7 @@ def encode(segments: list[Segment], programme_wav: Path, out: Path, settings: As
             "-frames:v", str(total_frames), "-c:v", "libx264", "-preset", settings.preset,
             "-crf", str(settings.crf), "-pix_fmt", "yuv420p", "-r", str(FPS), "-fps_mode", "cfr",
             "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", str(SAMPLE_RATE),
-            "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", tmp))
+            "-c:a", "copy", "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", tmp))
 
 
 def timeline_cues(segments: list[Segment], starts: list[int], total: int) -> list[Cue]:
@@ -238,9 +271,12 @@ def assemble(segments: list[Segment], final: Path, settings: AssemblySettings,
     loudness = None
     if settings.loudness_lufs is not None:
         samples, loudness = normalize_loudness(samples, settings)
-    programme = workdir / "programme.wav"
-    with atomic_target(programme) as tmp:
-        audio.write_wav(tmp, samples, SAMPLE_RATE)
+    track = workdir / "programme.m4a"
+    delivered = deliver_audio(samples, track, settings)
+    if loudness is not None:  # what the meter reads on the delivered file, not the estimate
+        loudness = {"target_i": settings.loudness_lufs, "true_peak_limit": TRUE_PEAK_LIMIT_DBTP,
+                    "normaliser": loudness, **(delivered or {}),
+                    **({"skipped": loudness["skipped"]} if "skipped" in loudness else {})}
     result = AssemblyResult(final, total, int(samples.shape[0]), starts, loudness=loudness)
     if settings.subtitles:
         result.cues = timeline_cues(segments, starts, total)
@@ -252,6 +288,6 @@ def assemble(segments: list[Segment], final: Path, settings: AssemblySettings,
         result.chapters = sidecar(final, ".chapters.txt")
         write_text_atomic(result.chapters, chapters_ffmetadata(
             [(s / FPS, e / FPS, seg.title or seg.shot_id) for seg, s, e in zip(segments, starts, bounds)]))
-    encode(segments, programme, final, settings, total,
+    encode(segments, track, final, settings, total,
            srt=result.srt if result.cues else None, chapters=result.chapters, tags=tags)
     return result

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ovi_studio.media import ffmpeg, probe
+from ovi_studio.media import audio, ffmpeg, probe
 from ovi_studio.render.continuity import srgb_to_lab
 from ovi_studio.storyboard import QcThresholds
 
@@ -96,21 +96,11 @@ def scan_video(path: Path, th: QcThresholds, frozen: bool = True) -> VideoScan:
     return VideoScan(frames, black, list(zip(starts, durations)))
 
 
-_LOUD_I = re.compile(r"Integrated loudness:\s*I:\s*(-?[\d.]+|-inf) LUFS", re.S)
-_TRUE_PEAK = re.compile(r"True peak:\s*Peak:\s*(-?[\d.]+|-inf) dBFS", re.S)
-
-
 def measure_loudness(path: Path, mono: bool) -> tuple[float, float]:
     """(integrated loudness LUFS, true peak dBTP) of the first audio stream. A mono programme is
-    measured as dual mono, as the assembly normalises it (it plays on two speakers)."""
-    meter = "ebur128=peak=true" + (":dualmono=true" if mono else "")
-    proc = ffmpeg.run(ffmpeg.command("-i", path, "-map", "0:a:0", "-af", meter, "-f", "null", "-"))
-    text = proc.stderr.decode(errors="replace")
-    summary = text[text.rfind("Summary:"):]
-    loud, peak = _LOUD_I.search(summary), _TRUE_PEAK.search(summary)
-    if not loud or not peak:
-        raise ValueError(f"{path}: ebur128 printed no summary")
-    return float(loud[1]), float(peak[1])
+    measured as dual mono (it plays on two speakers)."""
+    measured = audio.measure_loudness(path, dual_mono=mono)
+    return measured["integrated_lufs"], measured["true_peak_dbtp"]
 
 
 _PTS_TIME = re.compile(r"pts_time:(-?[\d.]+)")
