@@ -33,9 +33,11 @@ from engine.checkpoint import load_fusion_model, release_fusion_model
 from engine.embedding_cache import EmbeddingCache
 from engine.errors import CheckpointError
 from engine.fingerprint import folder_fingerprint
+from engine.fp8 import fp8_matmul_available
 from engine.image import image_tensor
 from engine.layout import missing_files, required_files, source_of
 from engine.attention import resolve_attention_backend
+from engine.lora_keys import LoraSpec
 from engine.offload import move_except, stream_model
 from engine.presets import GB, PRESETS, Preset, plan_memory, stream_text_encoder
 from engine.device import peak_memory_bytes, reset_peak_memory
@@ -99,13 +101,16 @@ class OviPipeline:
                  fp8: bool | str | None = None, cache_dir: str | Path | None = None,
                  tiled_vae: bool | None = None, attention: str = "auto",
                  blocks_to_swap: int | str | None = None, preset: str | None = None,
-                 offload: bool | None = None, compile: bool = False):
+                 offload: bool | None = None, compile: bool = False,
+                 fp8_matmul: bool | None = None, loras: tuple[LoraSpec, ...] = ()):
         """fp8: False, True (the published fp8 file, 720x720_5s) or "scaled" (any variant,
         converted at load and cached). blocks_to_swap: a number of fusion layers or "auto".
         preset: a key of engine.presets.PRESETS; it fills fp8, tiled_vae, offload and
         blocks_to_swap ("auto" within the preset's budget) where they are left None.
         compile: `torch.compile` the fusion layers (engine.model.FusionModel.compile_layers);
-        the first shot pays the compile time, later shots reuse it."""
+        the first shot pays the compile time, later shots reuse it. fp8_matmul: with
+        fp8="scaled", multiply in fp8 (None: where the GPU has fp8 tensor cores; engine.fp8).
+        loras: merged at load (engine.lora); `set_loras` changes them between shots."""
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if not (blocks_to_swap in (None, "auto") or isinstance(blocks_to_swap, int)):
@@ -118,6 +123,8 @@ class OviPipeline:
         self.fp8 = fp8 if fp8 is not None else ("scaled" if p is not None and p.fp8 else False)
         self.attention = attention
         self.compile = compile
+        self.fp8_matmul = fp8_matmul_available(self.device) if fp8_matmul is None else fp8_matmul
+        self.loras = tuple(loras)
         self.tiled_vae = tiled_vae if tiled_vae is not None or p is None else (p.tiled_vae or None)
         self.offload = offload if offload is not None else bool(p is not None and p.offload_dit_for_decode)
         self.blocks_to_swap = blocks_to_swap if blocks_to_swap is not None else (
@@ -177,7 +184,8 @@ class OviPipeline:
             return self._model
         self._release_fusion()
         load = dict(device=self.device, dtype=self.dtype, fp8=self.fp8, attention=self.attention,
-                    cache_dir=self.cache_dir)
+                    cache_dir=self.cache_dir, loras=self.loras,
+                    fp8_matmul=self.fp8_matmul and self.fp8 == "scaled")
         if blocks_to_swap:
             self._model, _ = load_fusion_model(self.root, self.variant.name, read_device="cpu", **load)
             self._streamer = stream_model(self._model, blocks_to_swap, self.device)
@@ -197,6 +205,15 @@ class OviPipeline:
             self._check_files(self.variant.name, fp8)
         self._release_fusion()
         self.fp8 = fp8
+
+    def set_loras(self, loras: tuple[LoraSpec, ...]) -> None:
+        """The LoRAs of the next shot; the model is reloaded from its files (so the weights are
+        exactly the checkpoint's plus these LoRAs) when they differ from the loaded ones."""
+        loras = tuple(loras)
+        if loras == self.loras:
+            return
+        self._release_fusion()
+        self.loras = loras
 
     def _place_dit(self, device: torch.device) -> None:
         """Move the DiT's resident weights (the streamed ones stay in CPU memory)."""
@@ -304,6 +321,9 @@ class OviPipeline:
                           else resolve_attention_backend(self.attention, self.device)),
             "compile": self.compile,
             "fp8": self.fp8,
+            "fp8_matmul": self.fp8_matmul and self.fp8 == "scaled",
+            "loras": [{"path": str(lora.path), "scale": lora.scale, "tower": lora.tower}
+                      for lora in self.loras],
             "preset": self.preset.name if self.preset is not None else None,
             "blocks_to_swap": self.blocks_to_swap,
             "offload": self.offload,

@@ -26,6 +26,7 @@ from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_eng
                                     storyboard_ckpt_dir)
 from ovi_studio.errors import UserError, at
 from ovi_studio.media.images import ImageLoadError, aspect_fitted_size, first_frame_file
+from ovi_studio.render.artifacts import sha256_file
 from ovi_studio.render.picking import parent_take
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
@@ -200,6 +201,9 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                 "frames": variant.frames, "fp8": s.fp8, "first_frame": image_hash,
                 "parent": parent.cache_key if parent else None, "parent_shot": shot.extends,
                 "seed_frame": s.seed_frame, "color_match": s.color_match, "fit": s.fit,
+                # only when used, so that takes without them keep their keys
+                **({"loras": _lora_identities(s.loras)} if _lora_identities(s.loras) else {}),
+                **({"draft": True} if s.draft else {}),
             }
             if mode == "i2v":  # the first frame's pixels reach the engine unresampled, aspect-fitted
                 asked = s.asked_size(variant)
@@ -232,6 +236,13 @@ def _geometry(variant: Variant, shot: ResolvedShot, parent: PlannedTake | None):
         width, height = aspect_fitted_size((frame.width, frame.height), s.asked_size(variant), s.fit)
         return "i2v", best_i2v_size(height, width, variant.video_area), frame.sha256
     return "t2v", snap_t2v_size(*shot.settings.requested_size(variant), variant.video_area), None
+
+
+def _lora_identities(loras) -> list[dict]:
+    """What of a LoRA changes the output: its content (a missing file is `check`'s error),
+    scale and towers. Scale 0 is the model without it, so it keys nothing."""
+    return [{"file": "sha256:" + sha256_file(lora.path) if Path(lora.path).is_file() else "missing",
+             "scale": lora.scale, "tower": lora.tower} for lora in loras if lora.scale != 0]
 
 
 def _staleness(take: PlannedTake, parent_takes: list[PlannedTake]) -> tuple[str, list[str]]:

@@ -54,6 +54,14 @@ class _Strict(BaseModel):
         return value
 
 
+class LoraEntry(_Strict):
+    """One LoRA: its file (relative to the storyboard), strength, and the towers it goes onto."""
+    path: str = Field(min_length=1, description="a LoRA .safetensors file (kohya/musubi, ComfyUI or PEFT/diffusers)")
+    scale: float = Field(1.0, description="strength; 0 leaves the model as it is")
+    tower: Literal["video", "audio", "both"] | None = Field(
+        None, description="default: by its key names (a Wan2.2-TI2V-5B LoRA: video; an Ovi LoRA: both)")
+
+
 class Settings(_Strict):
     """Keys allowed under `defaults:` and, as overrides, on every shot. Unset means inherit."""
     resolution: list[int] | None = Field(None, min_length=2, max_length=2,
@@ -74,6 +82,13 @@ class Settings(_Strict):
                              "(720x720_5s) when present, else the bf16 weights converted at load")
     blocks_to_swap: int | Literal["auto"] | None = Field(
         None, description="DiT blocks kept in CPU memory and streamed in; placement only")
+    loras: list[LoraEntry] | None = Field(
+        None, description="LoRAs merged into the model for these shots; a shot's list replaces "
+        "the defaults' (`loras: []` for none)")
+    draft: bool | None = Field(None, description="draft tier: fewer steps (guidance-free with "
+                               "`draft_loras`), the same seeds as finals; keyed apart")
+    draft_loras: list[LoraEntry] | None = Field(
+        None, description="distillation LoRAs (e.g. a Wan2.2-5B few-step LoRA) added in drafts only")
     seed_frame: Literal["last", "sharpest"] | None = Field(
         None, description="which of the parent's final frames starts an extension")
     color_match: Literal["first", "previous", "off"] | None = Field(
@@ -186,9 +201,21 @@ BUILTIN_SETTINGS = dict(  # Ovi's inference defaults (spec §4.2)
     steps=50, solver="unipc", shift=5.0, seed=100, video_guidance=4.0, audio_guidance=3.0,
     slg_layer=11, video_negative="jitter, bad hands, blur, distortion",
     audio_negative="robotic, muffled, echo, distorted", fp8=False, blocks_to_swap=0,
-    seed_frame="last", fit="crop", transition="cut",
+    loras=[], draft=False, draft_loras=[], seed_frame="last", fit="crop", transition="cut",
 )
 CROSSFADE_FRAMES = 12  # half a second at 24 fps when a crossfade gives no length
+# Draft tier: steps without and with a distillation LoRA (a few-step LoRA is trained for ~4
+# steps without guidance, so its drafts also skip the negative branch).
+DRAFT_STEPS = 12
+DISTILLED_DRAFT_STEPS = 4
+
+
+@dataclass(frozen=True)
+class LoraUse:
+    """A LoRA as a shot uses it: an absolute path (resolved against the storyboard's folder)."""
+    path: str
+    scale: float
+    tower: str | None
 
 
 @dataclass(frozen=True)
@@ -207,6 +234,9 @@ class ShotSettings:
     audio_negative: str
     fp8: bool
     blocks_to_swap: int | str
+    loras: tuple[LoraUse, ...]  # in a draft, the draft LoRAs are already added
+    draft: bool
+    draft_loras: tuple[LoraUse, ...]
     seed_frame: str
     color_match: str
     fit: str
@@ -541,7 +571,8 @@ class _Loader:
                 origin=compiled.origin, structured=shot.prompt is None,
                 dialogue=compiled.dialogue, scene=compiled.scene, audio_caption=compiled.audio_caption,
                 first_frame=first_frame, extends=shot.extends,
-                settings=merge_settings(model.defaults, shot, variant, in_chain),
+                settings=merge_settings(model.defaults, shot, variant, in_chain,
+                                        self.source.path.absolute().parent),
                 takes=shot.takes, noqa=list(shot.noqa or []), pick=shot.pick, template=given.template,
                 node=given.node if isinstance(given.node, CommentedMap) else None))
         return resolved
@@ -653,9 +684,11 @@ def _container(loc: tuple) -> str:
     return {"defaults": "defaults", "output": "output", "qc": "qc"}.get(loc[0], "storyboard")
 
 
-def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: bool) -> ShotSettings:
+def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: bool,
+                   folder: Path = Path(".")) -> ShotSettings:
     """Ovi's defaults < the storyboard's `defaults` < the shot's own keys. `resolution` and
-    `aspect` are one setting: a shot giving either replaces both."""
+    `aspect` are one setting: a shot giving either replaces both. LoRA paths are resolved
+    against `folder` (the storyboard's). A draft gets its fewer steps and draft LoRAs here."""
     merged: dict = {name: None for name in Settings.model_fields}
     merged.update(BUILTIN_SETTINGS)
     for layer in (defaults, shot):
@@ -672,7 +705,24 @@ def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: b
         merged["transition_frames"] = CROSSFADE_FRAMES if merged["transition"] == "crossfade" else 0
     if merged["resolution"] is not None:
         merged["resolution"] = tuple(merged["resolution"])
+    for key in ("loras", "draft_loras"):  # (--set gives plain mappings)
+        entries = [LoraEntry.model_validate(e) if isinstance(e, dict) else e for e in merged[key]]
+        merged[key] = tuple(LoraUse(str((folder / Path(e.path).expanduser()).absolute()),
+                                    e.scale, e.tower) for e in entries)
+    if merged["draft"]:
+        _as_draft(merged)
     return ShotSettings(**merged)
+
+
+def _as_draft(merged: dict) -> None:
+    """The draft tier: fewer steps; with distillation LoRAs, those LoRAs and no guidance."""
+    if merged["draft_loras"]:
+        merged["loras"] += merged["draft_loras"]
+        merged["steps"] = min(merged["steps"], DISTILLED_DRAFT_STEPS)
+        merged["video_guidance"] = merged["audio_guidance"] = 1.0
+        merged["slg_layer"] = -1
+    else:
+        merged["steps"] = min(merged["steps"], DRAFT_STEPS)
 
 
 __all__ = [

@@ -18,9 +18,12 @@ def _names(values: list[str] | None) -> list[str]:
     return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
 
 
-def _engine_flags(fp8: bool, blocks_to_swap: str | None) -> dict[str, str]:
-    """--fp8 and --blocks-to-swap as the shot settings they stand for (an explicit --set wins)."""
+def _engine_flags(fp8: bool, blocks_to_swap: str | None, draft: bool) -> dict[str, str]:
+    """--fp8, --blocks-to-swap and --draft as the shot settings they stand for (an explicit
+    --set wins)."""
     flags = {"fp8": "true"} if fp8 else {}
+    if draft:
+        flags["draft"] = "true"
     if blocks_to_swap is not None:
         flags["blocks_to_swap"] = blocks_to_swap
     return flags
@@ -45,6 +48,7 @@ def render(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
     preset: Optional[str] = typer.Option(None, "--preset", help="GPU memory preset: 80gb | 24gb | 16gb | 12gb | 8gb (see `doctor`); blocks to swap, fp8 and tiled VAE follow from it"),
     fp8: bool = typer.Option(False, "--fp8", help="fp8 fusion weights for every shot (as --set fp8=true): the published fp8 file where there is one, else converted at load (cached)"),
+    draft: bool = typer.Option(False, "--draft", help="draft tier for every shot (as --set draft=true): fewer steps, guidance-free with `draft_loras`, same seeds; keyed apart from finals"),
     blocks_to_swap: Optional[str] = typer.Option(None, "--blocks-to-swap", help="fusion layers streamed from CPU memory, N or auto (as --set blocks_to_swap=…); outputs are bit-identical"),
     attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else cuDNN, else SDPA; recorded per take) | flash3 | flash2 | cudnn | sdpa | sage (8-bit SageAttention: faster, not exact)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the fusion layers (the first shot pays a one-time compile)"),
@@ -66,7 +70,7 @@ def render(
                         hint="shot names after the storyboard go with --force (e.g. --force a b); use --only to select")
     options = RenderOptions(
         source=storyboard, out_dir=out, engine=engine, device=device, dtype=dtype,
-        ckpt_dir=ckpt_dir, overrides=_engine_flags(fp8, blocks_to_swap) | parse_overrides(set_),
+        ckpt_dir=ckpt_dir, overrides=_engine_flags(fp8, blocks_to_swap, draft) | parse_overrides(set_),
         force=_names(shots) if force else None, only=_names(only) or None,
         takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset,
         attention=attention, compile=compile_, pick=pick, fail_on=parse_fail_on(fail_on),

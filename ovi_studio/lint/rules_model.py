@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from engine.arch import Arch
+from engine.lora_keys import LoraError, LoraSpec, check_lora
 from engine.variants import FP8_VARIANTS, SIDE_MULTIPLE, Variant, snap_t2v_size
 from ovi_studio.diagnostics import Severity
 from ovi_studio.lint.findings import Finding, PromptContext, SettingFinding
@@ -33,6 +35,11 @@ rule("OVI405", W, "fp8 with a model that has no published fp8 checkpoint",
      "(once; cached), which nobody has validated for quality: compare a take with `fp8: false`, "
      "or use `fp8: false` where memory allows.")
 
+rule("OVI407", E, "a LoRA that cannot be applied",
+     "Each `loras:` (and `draft_loras:`) entry must be a readable .safetensors LoRA whose keys "
+     "name modules of this model, sized for it, with something for the `tower` it goes onto: a "
+     "Wan2.2-TI2V-5B LoRA fits the video tower (`tower: both` puts it on the audio tower too), an "
+     "Ovi LoRA names its towers itself. Fix the path, the `tower`, or use a LoRA made for this model.")
 
 def check(parsed: ParsedPrompt, ctx: PromptContext) -> Iterator[Finding]:
     """Caption form against the variant (OVI401/402)."""
@@ -91,3 +98,14 @@ def check_fp8(variant: Variant, fp8: bool) -> Iterator[SettingFinding]:
                              f"no published fp8 checkpoint for {variant.name} (only {', '.join(FP8_VARIANTS)}): "
                              "its weights will be converted to block-scaled fp8 at load; "
                              "set `fp8: false` for the published quality")
+
+
+def check_loras(arch: Arch, loras, key: str) -> Iterator[SettingFinding]:
+    """Each LoRA of a shot (`key`: loras or draft_loras) against the model's sizes; only the
+    files' headers are read."""
+    for lora in loras:
+        try:
+            check_lora(LoraSpec(lora.path, lora.scale, lora.tower), arch)
+        except LoraError as exc:
+            yield SettingFinding("OVI407", key, f"{exc.path}: {exc.problem}"
+                                 + (f" ({exc.hint})" if exc.hint else ""))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.arch import Arch, ArchError, load_arch
 from engine.variants import Variant, get_variant
 from ovi_studio.checkpoints import find_ckpt_dir, storyboard_ckpt_dir
 from ovi_studio.diagnostics import Diagnostic, Fix, Severity
@@ -183,6 +184,7 @@ class StoryboardLinter:
         self.loaded = load_storyboard(path)
         self.file = str(path)
         self.out: list[Diagnostic] = []
+        self._arch: Arch | None = None
 
     @property
     def variant(self) -> Variant:
@@ -191,6 +193,16 @@ class StoryboardLinter:
     def ckpt_dir(self) -> Path | None:
         """The checkpoint folder, looked up as `plan` and `render` do (for exact token counts)."""
         return storyboard_ckpt_dir(self.loaded, self.options.ckpt_dir)
+
+    def arch(self) -> Arch:
+        """The model's sizes (the checkpoint folder's arch.json, else the published ones)."""
+        if self._arch is None:
+            ckpt = self.ckpt_dir()
+            try:
+                self._arch = load_arch(ckpt) if ckpt is not None and ckpt.is_dir() else Arch()
+            except ArchError:  # `plan` and `render` report a broken arch.json
+                self._arch = Arch()
+        return self._arch
 
     def run(self) -> list[Diagnostic]:
         self.out.extend(self.loaded.diagnostics)
@@ -233,6 +245,10 @@ class StoryboardLinter:
         if shot.first_frame is None and shot.extends is None:
             findings += rules_model.check_resolution(self.variant, settings.resolution)
         findings += rules_model.check_fp8(self.variant, settings.fp8)
+        drafted = set(settings.draft_loras) if settings.draft else set()
+        findings += rules_model.check_loras(self.arch(), [u for u in settings.loras if u not in drafted],
+                                            "loras")
+        findings += rules_model.check_loras(self.arch(), settings.draft_loras, "draft_loras")
         for finding in findings:
             self._setting_diagnostic(shot, finding)
 

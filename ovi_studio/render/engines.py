@@ -134,8 +134,9 @@ class OviEngine:
         request = ShotRequest(prompt=job.prompt, video_negative=job.video_negative or "",
                               audio_negative=job.audio_negative or "", height=job.height,
                               width=job.width, first_frame=first_frame, sampler=sampler)
-        # fp8 is a shot setting (a preset's fp8 arrives as one, so the plan keys it)
+        # fp8 and LoRAs are shot settings (a preset's fp8 arrives as one, so the plan keys it)
         self.pipeline.set_fp8(self.fp8_weights if job.settings.get("fp8") else False)
+        self.pipeline.set_loras(_lora_specs(job))
         # None lets the pipeline tile when the decode would be large; True forces tiling.
         self.pipeline.tiled_vae = True if job.settings.get("tiled_vae") else self._preset_tiling()
         swap = job.settings.get("blocks_to_swap")
@@ -176,6 +177,12 @@ def _sampler_fields(cls, job: ShotJob) -> dict[str, Any]:
     if "seed" in names:
         values["seed"] = job.seed
     return values
+
+
+def _lora_specs(job: ShotJob) -> tuple:
+    from engine.lora_keys import LoraSpec
+    return tuple(LoraSpec(Path(lora["path"]), lora["scale"], lora["tower"])
+                 for lora in job.settings.get("loras") or ())
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -101,7 +101,7 @@ def load_for_render(options: RenderOptions):
             in_chain = shot.extends is not None or shot.id in extended
             # Command-line values are the top layer: they beat the storyboard's own keys.
             shot.settings = merge_settings(loaded.model.defaults, model_shot.model_copy(update=values),
-                                           loaded.variant, in_chain)
+                                           loaded.variant, in_chain, loaded.folder.absolute())
     if options.takes is not None:
         for shot in loaded.shots:
             shot.takes = options.takes

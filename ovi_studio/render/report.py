@@ -26,6 +26,7 @@ class TakeRecord:
     seconds: float | None = None
     files: dict[str, str] = field(default_factory=dict)
     qc: list | None = None  # quality.Check of the take (None: not checked)
+    draft: bool = False  # rendered in the draft tier (fewer steps; not a final)
 
     @property
     def ok(self) -> bool:
@@ -36,6 +37,8 @@ def take_json(record: TakeRecord, out_dir: Path) -> dict:
     data = {"take": record.take, "status": record.status, "seed": record.seed,
             "mode": record.mode, "dir": _rel(record.dir, out_dir), "cache_key": record.cache_key,
             "files": {name: _rel(record.dir / path, out_dir) for name, path in record.files.items()}}
+    if record.draft:
+        data["draft"] = True
     if record.reason:
         data["reason"] = record.reason
     if record.seconds is not None:

@@ -255,7 +255,7 @@ class RenderSession:
 
     def _record(self, step, status: str, reason: str | None = None) -> TakeRecord:
         return TakeRecord(step.shot.id, step.take, step.seed, step.mode, step.artifact_dir,
-                          step.cache_key, status, reason)
+                          step.cache_key, status, reason, draft=step.shot.settings.draft)
 
     def _predict(self, steps) -> list:
         """Takes that will render: forced, or not committed, or downstream of one that will."""
