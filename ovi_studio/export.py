@@ -20,8 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from ovi_studio.errors import UserError
 from ovi_studio.render.artifacts import atomic_target, read_json
-from ovi_studio.render.report import REPORT
-from ovi_studio.render.subtitles import shot_cues
+from ovi_studio.render.report import REPORT, cut_cues
 
 FPS = 24
 FORMATS = {  # --format -> (OTIO adapter, file suffix)
@@ -54,6 +53,8 @@ def cut_timeline(report: dict, out_dir: Path, name: str):
     rt = lambda frames: otio.opentime.RationalTime(frames, FPS)  # noqa: E731
     span = lambda start, frames: otio.opentime.TimeRange(rt(start), rt(frames))  # noqa: E731
     takes = {s["id"]: {t["dir"]: t for t in s["takes"]} for s in report.get("shots", [])}
+    cues = cut_cues(final)
+    bounds = [s["cut_start"] for s in segments] + [final["frames"]]
     timeline = otio.schema.Timeline(name=name, global_start_time=rt(0))
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     sound = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
@@ -79,7 +80,8 @@ def cut_timeline(report: dict, out_dir: Path, name: str):
                                          "seed": take.get("seed"), "cache_key": take.get("cache_key")},
                           "cmx_3600": {"reel": _reel(seg["shot"], take.get("take"))}})
             if track is video:
-                _add_markers(otio, clip, seg, start, rt, span)
+                _add_markers(otio, clip, seg, start, [c for c in cues if bounds[i] <= c.start * FPS < bounds[i + 1]],
+                             span)
             track.append(clip)
     timeline.tracks.append(video)
     timeline.tracks.append(sound)
@@ -93,16 +95,16 @@ def _reel(shot: str, take: int | None) -> str:
     return base[:8 - len(suffix)] + suffix
 
 
-def _add_markers(otio, clip, seg: dict, start: int, rt, span) -> None:
-    """The shot id at the clip's first visible frame; each dialogue line where it is spoken
-    (marker times are in the clip's media time)."""
+def _add_markers(otio, clip, seg: dict, start: int, cues: list, span) -> None:
+    """The shot id at the clip's first visible frame; each subtitle cue of the shot where the
+    cut shows it (marker times are in the clip's media time: cut frame - cut_start + start_frame)."""
     clip.markers.append(otio.schema.Marker(name=f"shot {seg['shot']}", marked_range=span(start, 0),
                                            color=otio.schema.MarkerColor.BLUE))
-    kept = (seg["end_frame"] - seg["start_frame"]) / FPS
-    for cue in shot_cues([tuple(line) for line in seg["dialogue"]], seg["start_frame"] / FPS, kept):
-        first = round(cue.start * FPS)
+    offset = seg["start_frame"] - seg["cut_start"]
+    for cue in cues:
+        first = round(cue.start * FPS) + offset
         clip.markers.append(otio.schema.Marker(
-            name=cue.text, marked_range=span(first, max(1, round(cue.end * FPS) - first)),
+            name=cue.text, marked_range=span(first, max(1, round(cue.end * FPS) + offset - first)),
             color=otio.schema.MarkerColor.YELLOW, metadata={"ovi_studio": {"dialogue": cue.text}}))
 
 

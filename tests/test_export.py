@@ -40,6 +40,13 @@ def test_otio_clips_durations_markers(rendered):
     names = [m.name for m in clips["pier"].markers]
     assert names == ["shot pier", "Ada: The boats are late today.", "Ada: They are always late."]
     assert all(m.marked_range.start_time.to_frames() < 121 for m in clips["pier"].markers)
+    # a dialogue marker sits where the subtitles show the line: media time -> cut time
+    pier = next(s for s in report["final"]["segments"] if s["shot"] == "pier")
+    marker = clips["pier"].markers[1].marked_range.start_time.to_frames()
+    first_cue = (out / "final.srt").read_text().split("\n")[1].split(" --> ")[0]
+    h, m, rest = first_cue.split(":")
+    cue_frames = round((int(h) * 3600 + int(m) * 60 + float(rest.replace(",", "."))) * 24)
+    assert marker - pier["start_frame"] + pier["cut_start"] == cue_frames
     assert clips["harbour"].metadata["ovi_studio"]["take"] in (0, 1)
 
 

@@ -167,11 +167,15 @@ def _stretch_check(name: str, stretches: list[tuple[float, float]], minimum: flo
     return Check(name, FAIL, f"{what}: {where}", longest[1], minimum)
 
 
-def _av_check(video_s: float, audio_s: float, offset_s: float, tolerance_ms: float) -> Check:
-    end_gap = (offset_s + audio_s - video_s) * 1000
-    worst = max(abs(offset_s * 1000), abs(end_gap))
-    detail = (f"audio starts {offset_s * 1000:+.1f} ms after video and ends {end_gap:+.1f} ms "
-              f"after it (video {video_s:.3f} s, audio {audio_s:.3f} s)")
+def _av_check(video_s: float, audio_s: float, offset_s: float | None, tolerance_ms: float) -> Check:
+    """`offset_s`: where the audio stream starts relative to the video (None: a take's files,
+    which both start at 0)."""
+    end_gap = ((offset_s or 0.0) + audio_s - video_s) * 1000
+    worst = max(abs((offset_s or 0.0) * 1000), abs(end_gap))
+    lengths = f"video {video_s:.3f} s, audio {audio_s:.3f} s"
+    detail = (f"{lengths}: audio {end_gap:+.1f} ms longer" if offset_s is None else
+              f"audio starts {offset_s * 1000:+.1f} ms after video and ends {end_gap:+.1f} ms "
+              f"after it ({lengths})")
     return _judge("av_sync", worst <= tolerance_ms, worst, tolerance_ms, detail, detail)
 
 
@@ -219,7 +223,7 @@ def check_take(facts: TakeFacts, th: QcThresholds) -> list[Check]:
         _judge("durations", scan.frames == facts.planned_frames, scan.frames, facts.planned_frames,
                f"{scan.frames} frames as planned",
                f"{scan.frames} frames; the plan asked for {facts.planned_frames}"),
-        _av_check(scan.frames / FPS, samples.shape[0] / rate, 0.0, th.take_av_tolerance_ms),
+        _av_check(scan.frames / FPS, samples.shape[0] / rate, None, th.take_av_tolerance_ms),
         _stretch_check("black", scan.black, th.black_min_s, "black"),
         (Check("frozen", SKIP, "the preview engine renders still cards") if facts.still_frames
          else _stretch_check("frozen", scan.frozen, th.freeze_min_s, "frozen")),
@@ -320,7 +324,7 @@ def parse_fail_on(text: str | None) -> set[str]:
 # -- a take in the output folder -------------------------------------------------------------
 
 QC_FILE = "qc.json"
-QC_VERSION = 1
+QC_VERSION = 2
 
 
 def checks_of_take(take_dir: Path, shot, out_dir: Path, th: QcThresholds) -> list[Check]:
@@ -328,11 +332,11 @@ def checks_of_take(take_dir: Path, shot, out_dir: Path, th: QcThresholds) -> lis
     the take's file hashes, its seed frame and the thresholds)."""
     import hashlib
     import json
-    from ovi_studio.prompt import parse_prompt
+    from ovi_studio.prompt import spoken_lines
     from ovi_studio.render.artifacts import TakeLayout, read_json, write_json_atomic
     layout = TakeLayout(Path(take_dir))
     meta = read_json(layout.meta) or {}
-    speech = parse_prompt(shot.prompt).speech
+    speech = spoken_lines(shot.prompt)
     still = (meta.get("engine") or {}).get("name") == "preview"
     key = hashlib.sha256(json.dumps(
         [QC_VERSION, {k: v.get("sha256") for k, v in meta.get("files", {}).items()}, meta.get("parent"),

@@ -89,6 +89,17 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+def cut_cues(final: dict) -> list:
+    """The dialogue cues of the cut in `final` (report.json), timed as its subtitles are, whether
+    or not subtitles were written."""
+    from ovi_studio.render.assembly import Segment, timeline_cues
+    segments = [Segment(s["shot"], Path(s["take_dir"]), Path(s["take_dir"]), 0, 0, s["frames"],
+                        s["start_frame"], s["end_frame"], s["transition_frames"],
+                        tuple(tuple(line) for line in s["dialogue"]))
+                for s in final.get("segments") or []]
+    return timeline_cues(segments, [s["cut_start"] for s in final["segments"]], final["frames"]) if segments else []
+
+
 def run_summary(report: dict, report_path: Path | None = None) -> dict:
     """What a nightly job wants at a glance (`render --json`): shots rendered / fresh / failed,
     GPU time, the cut and its failed checks."""

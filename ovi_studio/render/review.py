@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw
 
 from ovi_studio.media import audio as audio_io
 from ovi_studio.render.artifacts import TakeLayout, atomic_target, read_json, write_text_atomic
-from ovi_studio.render.quality import FAIL, PASS, frames_at
+from ovi_studio.render.quality import FAIL, frames_at
+from ovi_studio.render.report import cut_cues
 
 PAGE = "report.html"
 ASSETS = "review"
@@ -99,7 +100,7 @@ def _final(report: dict, out_dir: Path) -> str:
     # Cues go in as data, not as <track src>: a page opened from a file may not load tracks
     # (every file: URL is its own origin to the browser).
     tracks = {"chapters": [[a, b, name] for name, a, b in chapters],
-              "subtitles": [[c.start, c.end, c.text] for c in _cues(final)]}
+              "subtitles": [[c.start, c.end, c.text] for c in cut_cues(final)]}
     links = "".join(f'<li><a href="#shot-{_e(name)}" data-seek="{a:.3f}">{_e(name)}</a> '
                     f'<span class="dim">{_clock(a)[:-4]}</span></li>' for name, a, _ in chapters)
     return (f'<section id="final"><h2>Final cut</h2>'
@@ -114,15 +115,6 @@ def _chapters(final: dict) -> list[tuple[str, float, float]]:
     segments = final.get("segments") or []
     starts = [s["cut_start"] for s in segments] + [final["frames"]]
     return [(s["shot"], starts[i] / FPS, starts[i + 1] / FPS) for i, s in enumerate(segments)]
-
-
-def _cues(final: dict):
-    from ovi_studio.render.subtitles import shot_cues
-    cues = []
-    for seg in final.get("segments") or []:
-        kept = (seg["end_frame"] - seg["start_frame"]) / FPS
-        cues += shot_cues([tuple(line) for line in seg["dialogue"]], seg["cut_start"] / FPS, kept)
-    return cues
 
 
 def _json_in_html(data) -> str:
