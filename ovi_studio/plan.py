@@ -27,7 +27,7 @@ from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_eng
 from ovi_studio.errors import UserError, at
 from ovi_studio.media.images import ImageLoadError, aspect_fitted_size, first_frame_file
 from ovi_studio.render.artifacts import sha256_file
-from ovi_studio.render.picking import parent_take
+from ovi_studio.render.picking import check_pick, parent_take
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
 # Bump when the engine or post-processing changes what a given key renders to.
@@ -178,10 +178,10 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
     steps: list[PlannedTake] = []
     takes_of: dict[str, list[PlannedTake]] = {}
     for shot in execution_order(loaded):
+        check_pick(shot)
         parent = None
         if shot.extends:  # the parent's chosen take: picking.parent_take
-            parent = takes_of[shot.extends][min(parent_take(loaded.shot(shot.extends)),
-                                                len(takes_of[shot.extends]) - 1)]
+            parent = takes_of[shot.extends][parent_take(loaded.shot(shot.extends))]
         s = shot.settings
         try:
             mode, (height, width), image_hash = _geometry(variant, shot, parent)

@@ -124,6 +124,13 @@ def test_repicking_a_parent_makes_extensions_stale(story):
     assert meta["parent"]["take"] == 1
 
 
+def test_a_pick_beyond_the_rendered_takes_is_an_error(story):
+    picking.record_pick(story, "pier", 1)
+    from ovi_studio.errors import UserError
+    with pytest.raises(UserError, match=r"shot pier picks take 1, but only takes 0 to 0 are rendered"):
+        session_for(story, never, takes=1)
+
+
 def test_pick_first_and_best_policies(tmp_path):
     story = tmp_path / "story.yaml"
     story.write_text(STORY, encoding="utf-8")
