@@ -26,7 +26,7 @@ class _References(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        for name in ("src", "href"):
+        for name in ("src", "href", "poster"):
             if attrs.get(name):
                 self.refs.append(attrs[name])
         if tag == "section" and attrs.get("id"):

@@ -28,6 +28,7 @@ ASSETS = "review"
 FPS = 24
 SHEET_FRAMES = 6  # thumbnails per contact sheet
 THUMB_WIDTH = 160
+POSTER_WIDTH = 480
 SEAM_FRAMES = 3  # frames each side of a seam strip
 WAVE_SIZE = (480, 72)
 _SETTINGS_SHOWN = ("steps", "solver", "shift", "video_guidance", "audio_guidance", "slg_layer",
@@ -170,10 +171,11 @@ def _take_card(shot_id: str, take: dict, picked: int | None, out_dir: Path, stor
     if take.get("reason"):
         body.append(f'<p class="reason">{_e(take["reason"])}</p>')
     if meta and layout.frames.is_file():
-        sheet, wave = _contact_sheet(shot_id, take["take"], layout, meta, out_dir), \
+        (sheet, poster), wave = _contact_sheet(shot_id, take["take"], layout, meta, out_dir), \
             _waveform(shot_id, take["take"], layout, out_dir)
         body.append(f'<img class="sheet" alt="contact sheet of {_e(shot_id)} take {take["take"]}" src="{sheet}">')
-        body.append(f'<video controls preload="none" src="{_e(take["files"].get("clip", ""))}"></video>')
+        body.append(f'<video controls preload="none" poster="{poster}" '
+                    f'src="{_e(take["files"].get("clip", ""))}"></video>')
         body.append(f'<img class="wave" alt="waveform" src="{wave}">')
     body.append(_checks([c for c in take.get("qc", [])]))
     body.append(_settings(meta, take))
@@ -220,10 +222,10 @@ def _fresh(asset: Path, source: Path) -> bool:
     return asset.is_file() and asset.stat().st_mtime >= source.stat().st_mtime
 
 
-def _thumb(frame: np.ndarray) -> Image.Image:
+def _thumb(frame: np.ndarray, width: int = THUMB_WIDTH) -> Image.Image:
     image = Image.fromarray(frame)
-    height = max(1, round(image.height * THUMB_WIDTH / image.width))
-    return image.resize((THUMB_WIDTH, height), Image.BILINEAR)
+    height = max(1, round(image.height * width / image.width))
+    return image.resize((width, height), Image.BILINEAR)
 
 
 def _tile(images: list[Image.Image], gap_after: int | None = None) -> Image.Image:
@@ -242,15 +244,18 @@ def _save(image: Image.Image, path: Path) -> None:
         image.save(tmp, format="JPEG" if path.suffix == ".jpg" else "PNG", quality=85)
 
 
-def _contact_sheet(shot_id: str, take: int, layout: TakeLayout, meta: dict, out_dir: Path) -> str:
+def _contact_sheet(shot_id: str, take: int, layout: TakeLayout, meta: dict, out_dir: Path) -> tuple[str, str]:
+    """(contact sheet, player poster): evenly spaced frames, and the middle one larger."""
     path, rel = _asset(out_dir, f"{shot_id}-take{take}-sheet.jpg")
-    if not _fresh(path, layout.meta):
+    poster, poster_rel = _asset(out_dir, f"{shot_id}-take{take}-poster.jpg")
+    if not _fresh(path, layout.meta) or not _fresh(poster, layout.meta):
         size = meta["size"]
         count = size["frames"]
         wanted = [round(i * (count - 1) / (SHEET_FRAMES - 1)) for i in range(SHEET_FRAMES)]
         frames = frames_at(layout.frames, size["width"], size["height"], wanted)
         _save(_tile([_thumb(frames[i]) for i in wanted if i in frames]), path)
-    return rel
+        _save(_thumb(frames[wanted[SHEET_FRAMES // 2]], POSTER_WIDTH), poster)
+    return rel, poster_rel
 
 
 def _waveform(shot_id: str, take: int, layout: TakeLayout, out_dir: Path) -> str:
