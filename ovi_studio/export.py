@@ -140,6 +140,7 @@ def export(out_dir: Path, fmt: str, target: Path | None, name: str) -> Path:
     final = (report.get("final") or {}).get("path") or "cut"
     target = Path(target) if target else out_dir / (Path(final).stem + suffix)
     timeline = for_format(cut_timeline(report, out_dir, name), fmt)
+    _make_viewing_copies(report, out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as staging:
         if fmt == "otioz":  # a bundle needs one file name per clip; every take's is clip.mp4
@@ -147,6 +148,15 @@ def export(out_dir: Path, fmt: str, target: Path | None, name: str) -> Path:
         with atomic_target(target) as tmp:
             _otio().adapters.write_to_file(timeline, str(tmp), adapter_name=adapter)
     return target
+
+
+def _make_viewing_copies(report: dict, out_dir: Path) -> None:
+    """The clip.mp4 of every take the timeline points at, made now where it is missing (the
+    render makes none: render.viewing)."""
+    from ovi_studio.render.viewing import viewing_copy
+    storyboard = Path(report["storyboard"]) if report.get("storyboard") else None
+    for seg in (report.get("final") or {}).get("segments") or []:
+        viewing_copy(out_dir / seg["take_dir"], storyboard)
 
 
 def _unique_media_names(timeline, staging: Path) -> None:

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from ovi_studio.media import audio, probe, video
+from ovi_studio.render import assembly
 from ovi_studio.render.assembly import (SAMPLES_PER_FRAME, AssemblySettings, Segment, assemble,
-                                        programme_audio, segment_starts)
+                                        segment_starts, write_programme_audio)
 
 FAST = dict(preset="ultrafast")
 
@@ -34,8 +35,9 @@ def test_timeline_accounts_for_seams_trims_and_crossfades(tmp_path):
 def test_programme_audio_is_exactly_frames_times_2000(tmp_path):
     segs = [_segment(tmp_path, "a", 25, audio_s=1.0), _segment(tmp_path, "b", 25, audio_s=1.1, start_frame=1),
             _segment(tmp_path, "c", 13, transition_frames=4)]
-    samples = programme_audio(segs, AssemblySettings())
-    assert samples.shape[0] == segment_starts(segs)[1] * SAMPLES_PER_FRAME
+    written = write_programme_audio(segs, AssemblySettings(), tmp_path / "programme.wav")
+    samples, rate = audio.read_wav(tmp_path / "programme.wav")
+    assert rate == 48_000 and written == samples.shape[0] == segment_starts(segs)[1] * SAMPLES_PER_FRAME
     assert abs(samples[0]) < 1e-6  # de-click ramp at the start
 
 
@@ -84,3 +86,63 @@ def test_silence_is_not_normalised(tmp_path):
     audio.write_wav(seg.audio_path, np.zeros(8000, np.float32), 16000)
     result = assemble([seg], tmp_path / "f.mp4", AssemblySettings(**FAST), tmp_path / "w")
     assert result.loudness["skipped"] == "silent programme"
+
+
+def test_programme_audio_crossfades_are_equal_power_overlaps(tmp_path):
+    segs = [_segment(tmp_path, "a", 12), _segment(tmp_path, "b", 12, seed=1, transition_frames=3),
+            _segment(tmp_path, "c", 12, seed=2, start_frame=2)]
+    write_programme_audio(segs, AssemblySettings(declick_ms=0), tmp_path / "p.wav")
+    samples, _ = audio.read_wav(tmp_path / "p.wav")
+    a, b, c = (assembly.segment_audio(seg) for seg in segs)
+    overlap = 3 * SAMPLES_PER_FRAME
+    t = (np.arange(overlap) + 0.5) / overlap
+    mixed = a[-overlap:] * np.cos(t * np.pi / 2) + b[:overlap] * np.sin(t * np.pi / 2)
+    expected = np.concatenate([a[:-overlap], mixed, b[overlap:], c])
+    assert samples.shape == expected.shape == ((12 + 12 - 3 + 10) * SAMPLES_PER_FRAME,)
+    assert np.allclose(samples, expected, atol=1e-6)
+
+
+def _flat(colours, height, width):
+    return np.broadcast_to(np.asarray(colours, np.uint8)[:, None, None, :],
+                           (len(colours), height, width, 3)).copy()
+
+
+def test_cut_in_many_groups_is_frame_exact(tmp_path, monkeypatch):
+    """More pieces than one group holds, crossfades and seams across group boundaries, a shot of
+    another size: every frame of the cut is the frame (or the blend) it should be."""
+    monkeypatch.setattr(assembly, "GROUP_INPUTS", 3)
+    rng = np.random.default_rng(5)
+    segs, colours = [], []
+    for i in range(7):
+        frames, width = 10, (32 if i != 4 else 48)
+        c = rng.integers(40, 216, (frames, 3))
+        video.write_lossless(tmp_path / f"v{i}.mkv", _flat(c, 32, width))
+        audio.write_wav(tmp_path / f"v{i}.wav", np.zeros(6000, np.float32), 16000)
+        colours.append(c)
+        kw = {}
+        if i in (2, 3, 5):
+            kw["transition_frames"] = 3
+        if i == 6:
+            kw["start_frame"] = 1  # a seam
+        if i == 1:
+            kw["end_frame"] = 9  # a trim
+        segs.append(Segment(f"v{i}", tmp_path / f"v{i}.mkv", tmp_path / f"v{i}.wav", width, 32, frames, **kw))
+    assert len(assembly.piece_groups(assembly.cut_pieces(segs))) > 3
+    starts, total = segment_starts(segs)
+    expected = np.zeros((total, 3))
+    for i, (seg, start) in enumerate(zip(segs, starts)):
+        own = colours[i][seg.start_frame:seg.stop].astype(float)  # a padded picture too, mid-frame
+        n = seg.transition_frames
+        for k in range(len(own)):
+            if k < n:  # xfade's fade: the outgoing frame's weight falls from 1 to 1/n
+                progress = 1 - k / n
+                expected[start + k] = expected[start + k] * progress + own[k] * (1 - progress)
+            else:
+                expected[start + k] = own[k]
+    final = tmp_path / "cut.mp4"
+    assemble(segs, final, AssemblySettings(loudness_lufs=None, subtitles=False, chapters=False,
+                                           crf=0, **FAST), tmp_path / "w")
+    decoded = video.read_frames(final, 32, 32)
+    assert decoded.shape[0] == total
+    centre = decoded[:, 12:20, 12:20].reshape(total, -1, 3).mean(axis=1)
+    assert np.abs(centre - expected).max() < 4  # yuv420p rounding, nothing else

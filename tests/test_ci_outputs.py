@@ -93,7 +93,8 @@ def test_cli_json_summary_line_and_mp4_tags(tmp_path):
 
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     take = report["shots"][0]["takes"][1]
-    clip = mp4_tags(tmp_path / "out/shots/harbour/take1/clip.mp4")
+    from ovi_studio.render.viewing import viewing_copy
+    clip = mp4_tags(viewing_copy(tmp_path / "out/shots/harbour/take1", story))
     assert {k: clip.get(k) for k in ("storyboard", "shot", "take", "seed", "engine", "checkpoint", "cache_key")} == {
         "storyboard": str(story), "shot": "harbour", "take": "1", "seed": str(take["seed"]),
         "engine": "preview", "checkpoint": "no-checkpoint", "cache_key": take["cache_key"]}

@@ -112,7 +112,17 @@ def test_four_shots_with_a_chain_and_two_takes(tmp_path):
     assert [len(s["takes"]) for s in report["shots"]] == [1, 1, 1, 2]
     assert report["final"]["path"] == "final.mp4" and report["final"]["srt"] == "final.srt"
     take = report["shots"][3]["takes"][1]
-    assert take["seed"] == 8 and (session.out_dir / take["files"]["clip"]).is_file()
+    assert take["seed"] == 8 and "clip" not in take["files"]
+    # viewing copies exist only where something shows them: the review page plays the take in
+    # the cut from the cut itself, and the other take from its clip.mp4
+    page = (session.out_dir / "report.html").read_text()
+    for shot in report["shots"]:
+        for take in shot["takes"]:
+            clip = session.out_dir / take["dir"] / "clip.mp4"
+            in_cut = take["take"] == shot["pick"]["take"]
+            assert clip.is_file() != in_cut
+            assert (f'src="{take["dir"]}/clip.mp4"' in page) != in_cut
+    assert page.count('src="final.mp4#t=') == 4
 
 
 def test_four_shots_with_a_chain_and_two_takes_through_the_model(tmp_path, tiny_ckpt_short):
@@ -162,7 +172,8 @@ def test_the_model_renders_a_chain_through_the_same_session(tmp_path, tiny_ckpt)
     from safetensors.torch import load_file
     latents = load_file(take / "latents.safetensors")
     assert latents["video"].shape[:2] == (48, 31) and latents["audio"].shape == (157, 20)
-    clip = probe.probe(take / "clip.mp4")
+    from ovi_studio.render.viewing import viewing_copy
+    clip = probe.probe(viewing_copy(take))
     assert clip.first("video").pix_fmt == "yuv420p" and clip.first("audio").sample_rate == 48000
     _, again = render(story, tmp_path / "out", engine="ovi", ckpt_dir=tiny_ckpt, device="cpu",
                       overrides={"steps": "2"})

@@ -17,18 +17,47 @@ _FLOAT_TAG = 3
 _PCM_TAG = 1
 
 
+class WavWriter:
+    """Streams mono float32 samples into a WAV file: the header's sizes are written when it
+    closes, so a programme of any length is written piece by piece, never held whole."""
+
+    def __init__(self, path: str | Path, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.samples = 0
+        self._file = open(path, "wb")
+        self._file.write(self._header())
+
+    def _header(self) -> bytes:
+        payload = self.samples * 4
+        # fmt chunk of 18 bytes (cbSize=0) plus a fact chunk, as non-PCM WAV requires.
+        fmt = struct.pack("<HHIIHHH", _FLOAT_TAG, 1, self.sample_rate, self.sample_rate * 4, 4, 32, 0)
+        return (b"RIFF" + struct.pack("<I", 4 + 26 + 12 + 8 + payload) + b"WAVE"
+                + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+                + b"fact" + struct.pack("<II", 4, self.samples)
+                + b"data" + struct.pack("<I", payload))
+
+    def write(self, samples: np.ndarray) -> None:
+        data = np.ascontiguousarray(samples, dtype="<f4")
+        if data.ndim != 1:
+            raise ValueError(f"expected mono samples [N], got shape {data.shape}")
+        self._file.write(data.tobytes())
+        self.samples += data.shape[0]
+
+    def close(self) -> None:
+        self._file.seek(0)
+        self._file.write(self._header())
+        self._file.close()
+
+    def __enter__(self) -> "WavWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
-    data = np.ascontiguousarray(samples, dtype="<f4")
-    if data.ndim != 1:
-        raise ValueError(f"expected mono samples [N], got shape {data.shape}")
-    payload = data.tobytes()
-    header = b"RIFF" + struct.pack("<I", 4 + 26 + 12 + 8 + len(payload)) + b"WAVE"
-    # fmt chunk of 18 bytes (cbSize=0) plus a fact chunk, as non-PCM WAV requires.
-    fmt = struct.pack("<HHIIHHH", _FLOAT_TAG, 1, sample_rate, sample_rate * 4, 4, 32, 0)
-    fact = b"fact" + struct.pack("<II", 4, data.shape[0])
-    with open(path, "wb") as f:
-        f.write(header + b"fmt " + struct.pack("<I", len(fmt)) + fmt + fact
-                + b"data" + struct.pack("<I", len(payload)) + payload)
+    with WavWriter(path, sample_rate) as out:
+        out.write(samples)
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
@@ -95,18 +124,17 @@ def _ramp(k: int) -> np.ndarray:
     return (np.arange(k, dtype=np.float32) / k).astype(np.float32)
 
 
-def crossfade(a: np.ndarray, b: np.ndarray, overlap: int) -> np.ndarray:
-    """Join a and b overlapping the last/first `overlap` samples with equal-power ramps
-    (the same result as ffmpeg `acrossfade` with curve `qsin`); length len(a)+len(b)-overlap."""
-    if overlap <= 0:
-        return np.concatenate([a, b]).astype(np.float32)
-    if overlap > min(len(a), len(b)):
-        raise ValueError(f"crossfade of {overlap} samples is longer than a clip")
+def equal_power_overlap(tail: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The overlap of a crossfade: the end of one clip fading out under the start of the next
+    with equal-power ramps (the curve of ffmpeg `acrossfade`'s `qsin`), exactly as long as
+    both (which must be of one length)."""
+    if tail.shape != head.shape:
+        raise ValueError(f"crossfade of {len(head)} samples is longer than a clip")
+    overlap = tail.shape[0]
     t = (np.arange(overlap, dtype=np.float64) + 0.5) / overlap
     fade_out = np.cos(t * np.pi / 2).astype(np.float32)
     fade_in = np.sin(t * np.pi / 2).astype(np.float32)
-    mixed = a[-overlap:] * fade_out + b[:overlap] * fade_in
-    return np.concatenate([a[:-overlap], mixed, b[overlap:]]).astype(np.float32)
+    return (tail * fade_out + head * fade_in).astype(np.float32)
 
 
 # -- loudness as a meter reads it ----------------------------------------------------------------

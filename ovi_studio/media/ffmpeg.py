@@ -10,7 +10,8 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,6 +57,40 @@ def run(args: list[str], *, stdin: bytes | None = None, check: bool = True,
     if check and proc.returncode != 0:
         raise FfmpegError(args, proc.returncode, proc.stderr.decode(errors="replace"))
     return proc
+
+
+def stream_into(producers: Iterable[list[str]], consumer: list[str]) -> None:
+    """Run `consumer` (reading its stdin) once, and the `producers` one after another, each
+    writing straight into that stdin: one continuous stream through one process, however many
+    producers, with no temporary file and nothing held in this process. A failure raises
+    FfmpegError for the command that failed (the consumer's when it stopped reading first)."""
+    consumer = [a for a in consumer if a != "-nostdin"]
+    with tempfile.TemporaryFile() as consumer_log:
+        proc = subprocess.Popen(consumer, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=consumer_log)
+        try:
+            for args in producers:
+                with tempfile.TemporaryFile() as log:
+                    producer = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=proc.stdin,
+                                                stderr=log)
+                    if producer.wait() != 0:
+                        if proc.poll() is not None and proc.returncode != 0:
+                            raise FfmpegError(consumer, proc.returncode, _read_log(consumer_log))
+                        raise FfmpegError(args, producer.returncode, _read_log(log))
+            proc.stdin.close()
+            if proc.wait() != 0:
+                raise FfmpegError(consumer, proc.returncode, _read_log(consumer_log))
+        finally:
+            if proc.poll() is None:  # a producer failed (or Ctrl-C): stop the consumer too
+                proc.kill()
+                proc.wait()
+            if not proc.stdin.closed:
+                proc.stdin.close()
+
+
+def _read_log(log) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 def write_rawvideo(args_after_input: list[str | Path], frames: np.ndarray, fps: int) -> None:

@@ -146,7 +146,8 @@ def _shot_section(shot: dict, report: dict, out_dir: Path, loaded, storyboard: P
     seam = _seam_strip(shot, out_dir)
     if seam:
         parts.append(seam)
-    cards = "".join(_take_card(shot["id"], take, pick.get("take"), out_dir, storyboard)
+    cards = "".join(_take_card(shot["id"], take, pick.get("take"), out_dir, storyboard,
+                               report.get("final") or {})
                     for take in shot["takes"])
     parts.append(f'<h3>Takes</h3><div class="takes">{cards}</div></section>')
     return "".join(parts)
@@ -160,7 +161,8 @@ def _highlight(prompt: str) -> str:
                    else _e(s.content) for s in spans)
 
 
-def _take_card(shot_id: str, take: dict, picked: int | None, out_dir: Path, storyboard: Path) -> str:
+def _take_card(shot_id: str, take: dict, picked: int | None, out_dir: Path, storyboard: Path,
+               final: dict) -> str:
     layout = TakeLayout(out_dir / take["dir"])
     meta = read_json(layout.meta) or {}
     chosen = " chosen" if take["take"] == picked else ""
@@ -174,8 +176,8 @@ def _take_card(shot_id: str, take: dict, picked: int | None, out_dir: Path, stor
         (sheet, poster), wave = _contact_sheet(shot_id, take["take"], layout, meta, out_dir), \
             _waveform(shot_id, take["take"], layout, out_dir)
         body.append(f'<img class="sheet" alt="contact sheet of {_e(shot_id)} take {take["take"]}" src="{sheet}">')
-        body.append(f'<video controls preload="none" poster="{poster}" '
-                    f'src="{_e(take["files"].get("clip", ""))}"></video>')
+        source = _player_source(shot_id, take, picked, out_dir, final, storyboard)
+        body.append(f'<video controls preload="none" poster="{poster}" src="{_e(source)}"></video>')
         body.append(f'<img class="wave" alt="waveform" src="{wave}">')
     body.append(_checks([c for c in take.get("qc", [])]))
     body.append(_settings(meta, take))
@@ -183,6 +185,20 @@ def _take_card(shot_id: str, take: dict, picked: int | None, out_dir: Path, stor
     body.append(f'<div class="cmd"><code>{_e(command)}</code>'
                 f'<button type="button" data-copy="{_e(command)}">copy</button></div>')
     return f'<div class="take{chosen}">{"".join(body)}</div>'
+
+
+def _player_source(shot_id: str, take: dict, picked: int | None, out_dir: Path, final: dict,
+                   storyboard: Path) -> str:
+    """The take in the cut plays from the cut (a media fragment of its span); any other take
+    from its viewing copy, made now (render.viewing)."""
+    span = next((s for s in final.get("segments") or [] if s["shot"] == shot_id), None)
+    if take["take"] == picked and span is not None and final.get("path"):
+        start = span["cut_start"] / FPS
+        end = start + (span["end_frame"] - span["start_frame"]) / FPS
+        return f'{final["path"]}#t={start:.3f},{end:.3f}'
+    from ovi_studio.render.viewing import viewing_copy
+    clip = viewing_copy(out_dir / take["dir"], storyboard)
+    return clip.relative_to(out_dir).as_posix() if clip else ""
 
 
 def _checks(checks: list | None) -> str:

@@ -415,12 +415,9 @@ class RenderSession:
             save_png(tmp, frames[-1])
         if output.latents:
             write_latents(layout.latents, output.latents)
-        clip_segment = Segment(step.shot.id, layout.frames, layout.audio, width, height, count)
-        with tempfile.TemporaryDirectory(dir=layout.dir, prefix=WORK_PREFIX) as work:
-            assemble([clip_segment], layout.clip, self.assembly_settings(clip=True), Path(work),
-                     self._take_tags(step))
+        # no clip.mp4 here: the viewing copy is made where something shows it (render.viewing)
         files = {name: file_record(path, layout.dir) for name, path in (
-            ("clip", layout.clip), ("frames", layout.frames), ("audio", layout.audio),
+            ("frames", layout.frames), ("audio", layout.audio),
             ("last_frame", layout.last_frame), ("latents", layout.latents)) if path.is_file()}
         shot = step.shot
         # as the engine rendered this take: fp8 and swapping follow the shot's settings
@@ -447,12 +444,6 @@ class RenderSession:
         }
         write_json_atomic(layout.meta, meta)  # the commit marker: last
         return meta
-
-    def _take_tags(self, step) -> dict[str, str]:
-        """mp4 metadata of a take's clip: where it came from, however the file is moved."""
-        return {"storyboard": str(self.loaded.path), "shot": step.shot.id, "take": str(step.take),
-                "seed": str(step.seed), "engine": self._engine_name,
-                "checkpoint": str(step.key_inputs.get("checkpoint")), "cache_key": step.cache_key}
 
     def _cut_tags(self, key: str) -> dict[str, str]:
         takes = ",".join(f"{shot}:{choice.take}" for shot, choice in self.choices.items())
@@ -518,14 +509,14 @@ class RenderSession:
         return found
 
     # assembly ---------------------------------------------------------------------------
-    def assembly_settings(self, clip: bool = False) -> AssemblySettings:
+    def assembly_settings(self) -> AssemblySettings:
         o = self.options.overrides
         model = self.loaded.model.output
         loud = yaml_value(o["loudness"]) if "loudness" in o else model.loudness
         return AssemblySettings(
-            loudness_lufs=None if clip or loud in ("off", None, False) else float(loud),
-            subtitles=False if clip else _flag(o.get("subtitles"), model.subtitles),
-            chapters=False if clip else _flag(o.get("chapters"), model.chapters),
+            loudness_lufs=None if loud in ("off", None, False) else float(loud),
+            subtitles=_flag(o.get("subtitles"), model.subtitles),
+            chapters=_flag(o.get("chapters"), model.chapters),
             crf=int(o.get("crf", 18)),
             preset=o.get("preset", "ultrafast" if self._engine_name == "preview" else "slow"))
 
@@ -578,7 +569,8 @@ class RenderSession:
         if old.get("key") == key and final.is_file() and final.stat().st_size == old.get("bytes"):
             self.progress.log(f"final cut up to date: {final}")
             return {**old, "status": "cached"}
-        self.progress.log(f"assembling {len(segments)} shot(s) -> {final}")
+        self.progress.log(f"assembling {len(segments)} shot(s) -> {final}"
+                          + _reassembly_note(old.get("segments"), segments, self.out_dir))
         started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=WORK_PREFIX) as work:
@@ -587,6 +579,22 @@ class RenderSession:
             self.progress.log(f"assembly failed: {exc}", important=True)
             return {"status": "failed", "reason": str(exc)}
         return final_json(result, self.out_dir, key, time.perf_counter() - started, segments)
+
+
+def _reassembly_note(old_segments: list | None, segments: list[Segment], out_dir: Path) -> str:
+    """What a re-assembly redoes: the cut is one H.264 stream, so every shot is encoded
+    again even when one changed (the lossless takes are what is reused)."""
+    if not old_segments:
+        return ""
+    before = {s["shot"]: (s["take_dir"], s["start_frame"], s["end_frame"], s["transition_frames"])
+              for s in old_segments}
+    changed = [seg.shot_id for seg in segments
+               if before.get(seg.shot_id) != (seg.frames_path.parent.relative_to(out_dir).as_posix(),
+                                               seg.start_frame, seg.stop, seg.transition_frames)]
+    what = f"{len(changed)} shot(s) changed ({', '.join(changed[:5])}{', …' if len(changed) > 5 else ''})" \
+        if changed else "the settings or the takes' files changed"
+    return (f" ({what}; the cut is one H.264 stream, so all {len(segments)} are encoded again "
+            "from their lossless takes)")
 
 
 def _flag(override: str | None, default: bool) -> bool:
