@@ -68,7 +68,9 @@ def _start(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    """The take's own files (qc.json is a cache of measurements made after it, not the take)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and p.name != "qc.json"}
 
 
 def _finish(story: Path, out: Path) -> subprocess.CompletedProcess:
