@@ -1,18 +1,21 @@
 """`ovi-studio import`: an Ovi CSV batch file becomes a storyboard, one shot per row.
 
 Prompts are written as block literals (`|-`) so that the text in the storyboard is exactly the
-text of the CSV and lint positions inside it are exact. Image paths, relative to the CSV's
+text of the CSV and lint positions inside it are exact; a prompt a block literal cannot hold
+(control characters, carriage returns, edge whitespace) is written double-quoted instead. Image paths, relative to the CSV's
 folder in Ovi's layout, are rewritten relative to the new storyboard's folder.
 """
 from __future__ import annotations
 
 import io
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
 from engine.variants import DEFAULT_VARIANT, VARIANTS
 from ovi_studio.csvprompts import CsvPrompt, read_prompt_csv
@@ -20,6 +23,7 @@ from ovi_studio.errors import UserError, at
 from ovi_studio.source import new_yaml
 
 LEGACY_CAPTION = "<AUDCAP>"
+LINE_BREAKS_BEYOND_LF = "\r\x85\u2028\u2029\ufeff"  # YAML parsers disagree on these in blocks
 LEGACY_MODEL = "720x720_5s"
 
 
@@ -55,7 +59,7 @@ def import_csv(csv_path: str | Path, out_path: str | Path, model: str | None = N
             raise UserError("empty `text_prompt`", location=at(csv_path, prompt.line))
         shot = CommentedMap()
         shot["id"] = f"shot-{number:0{width}d}"
-        shot["prompt"] = LiteralScalarString(prompt.text)
+        shot["prompt"] = prompt_scalar(prompt.text)
         if prompt.image_path:
             image = _image_location(prompt.image_path, csv_path)
             if not image.is_file():
@@ -74,6 +78,24 @@ def import_csv(csv_path: str | Path, out_path: str | Path, model: str | None = N
     buffer = io.StringIO()
     new_yaml().dump(story, buffer)
     return ImportResult(buffer.getvalue(), model, len(prompts), warnings)
+
+
+def prompt_scalar(text: str) -> LiteralScalarString | DoubleQuotedScalarString:
+    """A block literal when it reads back as exactly `text`, else a double-quoted string
+    (which escapes control characters, carriage returns and edge whitespace)."""
+    if any(ch in LINE_BREAKS_BEYOND_LF or (unicodedata.category(ch) == "Cc" and ch not in "\n\t")
+           for ch in text):
+        return DoubleQuotedScalarString(text)
+    literal = LiteralScalarString(text)
+    buffer = io.StringIO()
+    yaml = new_yaml()
+    try:
+        yaml.dump({"p": literal}, buffer)
+        if yaml.load(buffer.getvalue())["p"] == text:
+            return literal
+    except YAMLError:
+        pass
+    return DoubleQuotedScalarString(text)
 
 
 def write_import(csv_path: str | Path, out_path: str | Path, model: str | None = None,

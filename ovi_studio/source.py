@@ -29,6 +29,7 @@ from ovi_studio.errors import UserError, at
 MAX_BYTES = 2 << 20  # a storyboard of thousands of shots is still far below this
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 200_000  # after following aliases; stops "billion laughs" documents
+MAX_EXPANDED_CHARS = 4 * MAX_BYTES  # scalar text after following aliases
 
 Position = tuple[int, int]  # (line, column), 1-based
 
@@ -302,10 +303,10 @@ class _Composer:
     def __init__(self, path: Path):
         self.path = path
         self.scalars: dict[Position, ScalarSpan] = {}
-        self._anchors: dict[str, tuple[object, tuple[int, int], int]] = {}  # value, mark, size
+        self._anchors: dict[str, tuple[object, tuple[int, int], _Expanded]] = {}  # value, mark, size
         self._open_anchors: set[str] = set()
         self._constructor = YAML(typ="rt").constructor
-        self._expanded = 0  # nodes so far, aliases counted at their expanded size
+        self._expanded = _Expanded(0, 0)  # so far, aliases counted at their expanded size
 
     def compose(self, text: str, parser_class):
         # Each open collection: [container, mark, anchor, size, pending key, its mark, merges]
@@ -341,10 +342,10 @@ class _Composer:
                     style = event.style or None
                     self.scalars[(mark[0] + 1, mark[1] + 1)] = ScalarSpan(
                         event.start_mark.index, event.end_mark.index, style)
-                    value, size = self._scalar(event, style, mark), 1
+                    value, size = self._scalar(event, style, mark), _Expanded(1, len(event.value))
                     if event.anchor:
-                        self._anchors[event.anchor] = (value, mark, 1)
-                    self._count(1, event)
+                        self._anchors[event.anchor] = (value, mark, size)
+                    self._count(size, event)
                 elif kind is yaml.AliasEvent:
                     if event.anchor in self._open_anchors or event.anchor not in self._anchors:
                         raise UserError(f"alias `*{event.anchor}` refers to no finished anchor "
@@ -361,8 +362,8 @@ class _Composer:
                     container._yaml_set_line_col(*mark)
                     if event.anchor:
                         self._open_anchors.add(event.anchor)
-                    stack.append([container, mark, event.anchor, 1, _NO_KEY, None, None])
-                    self._count(1, event)
+                    stack.append([container, mark, event.anchor, _Expanded(1, 0), _NO_KEY, None, None])
+                    self._count(_Expanded(1, 0), event)
                     continue
                 if not stack:
                     root = value
@@ -384,9 +385,9 @@ class _Composer:
         start = StreamMark(str(self.path), event.start_mark.index, *mark)
         return self._constructor.construct_object(ScalarNode(tag, text, start, start), deep=True)
 
-    def _attach(self, parent: list, value, mark: tuple[int, int], size: int) -> None:
+    def _attach(self, parent: list, value, mark: tuple[int, int], size: "_Expanded") -> None:
         container = parent[0]
-        parent[3] += size
+        parent[3] = parent[3] + size
         if isinstance(container, CommentedSeq):
             container._yaml_set_idx_line_col(len(container), list(mark))
             container.append(value)
@@ -410,11 +411,23 @@ class _Composer:
         container[key] = value
         container._yaml_set_kv_line_col(key, [*parent[5], *mark])
 
-    def _count(self, size: int, event) -> None:
-        self._expanded += size
-        if self._expanded > MAX_EXPANDED_NODES:
-            raise UserError("the YAML expands to too many values (aliases repeated "
-                            "inside aliases?)", location=_event_location(self.path, event))
+    def _count(self, size: "_Expanded", event) -> None:
+        """Bound the document by what it expands to, in values and in bytes of scalar text (a
+        long string repeated by aliases is as much a bomb as a deep tree of short ones)."""
+        self._expanded = self._expanded + size
+        if self._expanded.nodes > MAX_EXPANDED_NODES or self._expanded.chars > MAX_EXPANDED_CHARS:
+            raise UserError("the YAML expands to too many values or too much text (aliases "
+                            "repeated inside aliases?)", location=_event_location(self.path, event))
+
+
+@dataclass(frozen=True)
+class _Expanded:
+    """What a node becomes once every alias in it is followed."""
+    nodes: int
+    chars: int  # of scalar text
+
+    def __add__(self, other: "_Expanded") -> "_Expanded":
+        return _Expanded(self.nodes + other.nodes, self.chars + other.chars)
 
 
 _NO_KEY = object()  # a mapping waiting for its next key

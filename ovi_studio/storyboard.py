@@ -22,11 +22,19 @@ from ovi_studio.compile import (CharacterInfo, Compiled, DialogueLine, Text, com
                                 compile_structured)
 from ovi_studio.diagnostics import Diagnostic, Fix, Severity
 from ovi_studio.errors import UserError
+from ovi_studio.output_names import output_name_problem
 from ovi_studio.source import Position, SourceDocument, TextOrigin, load_yaml, to_plain
 from ovi_studio import templates as tpl
 
 ModelName = Literal["720x720_5s", "960x960_5s", "960x960_10s"]
 SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+MAX_TAKES = 64  # per shot, in the file and on the command line
+MAX_ASPECT = 8.0  # longest side over shortest: beyond it a side snaps to a sliver of 32 px
+MIN_SIDE, MAX_SIDE = 32, 8192  # requested resolution, pixels
+LOUDNESS_RANGE = (-70.0, -5.0)  # LUFS targets ffmpeg's loudnorm accepts
+MAX_GUIDANCE = 50.0  # classifier-free guidance scale; Ovi's defaults are 3-4
+MAX_SHIFT = 100.0
+MAX_DURATION = 600.0  # seconds; the models make 5 or 10 (OVI403 says which)
 CharacterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
 
 SB_SCHEMA = "SB102"
@@ -41,7 +49,8 @@ NOT_A_CHARACTER = (", which is not a character; write the character itself or it
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # NaN and infinities are never a setting: refused wherever a number is written
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @field_validator("*")
     @classmethod
@@ -68,13 +77,14 @@ class Settings(_Strict):
                                          description="[height, width] requested for t2v; snapped to the model's area")
     aspect: str | None = Field(None, pattern=r"^\s*\d+(\.\d+)?\s*:\s*\d+(\.\d+)?\s*$",
                                description='aspect ratio "W:H" (e.g. "16:9") instead of a resolution')
-    duration: float | None = Field(None, gt=0, description="seconds; must be one the model produces (5 or 10)")
+    duration: float | None = Field(None, gt=0, le=MAX_DURATION,
+                                   description="seconds; must be one the model produces (5 or 10)")
     steps: int | None = Field(None, ge=1, le=1000)
     solver: Literal["unipc", "dpm++", "euler"] | None = None
-    shift: float | None = Field(None, gt=0)
+    shift: float | None = Field(None, gt=0, le=MAX_SHIFT)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    video_guidance: float | None = Field(None, ge=0)
-    audio_guidance: float | None = Field(None, ge=0)
+    video_guidance: float | None = Field(None, ge=0, le=MAX_GUIDANCE)
+    audio_guidance: float | None = Field(None, ge=0, le=MAX_GUIDANCE)
     slg_layer: int | None = Field(None, ge=-1, le=29, description="skip-layer guidance layer; -1 disables")
     video_negative: str | None = None
     audio_negative: str | None = None
@@ -101,8 +111,13 @@ class Settings(_Strict):
     def _one_size(self):
         if self.resolution is not None and self.aspect is not None:
             raise ValueError("give either `resolution` or `aspect`, not both")
-        if self.resolution is not None and not all(32 <= side <= 8192 for side in self.resolution):
-            raise ValueError("resolution sides must be between 32 and 8192 pixels")
+        if self.resolution is not None:
+            if not all(MIN_SIDE <= side <= MAX_SIDE for side in self.resolution):
+                raise ValueError(f"resolution sides must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+            _check_aspect(*self.resolution, "resolution")
+        if self.aspect is not None:
+            width, height = (float(part) for part in self.aspect.split(":"))
+            _check_aspect(height, width, "aspect")
         return self
 
 
@@ -119,7 +134,7 @@ class Shot(Settings):
     audio: str | None = Field(None, description="structured form: the audio caption (voices are added)")
     first_frame: str | None = Field(None, description="image path, relative to the storyboard")
     extends: str | None = Field(None, pattern=SHOT_ID_PATTERN, description="shot whose last frame starts this one")
-    takes: int = Field(1, ge=1, le=64, description="variants with seeds seed, seed+1, …")
+    takes: int = Field(1, ge=1, le=MAX_TAKES, description="variants with seeds seed, seed+1, …")
     pick: int | None = Field(None, ge=0, description="the take that goes in the cut and that "
                              "extensions start from (`ovi-studio pick` writes it)")
     noqa: list[str] | None = Field(None, description="lint codes to ignore for this shot")
@@ -149,10 +164,19 @@ class Character(_Strict):
 
 class Output(_Strict):
     dir: str | None = Field(None, description="output folder, relative to the storyboard (default out/<stem>)")
-    final: str | None = Field(None, description="file name of the assembled cut")
-    loudness: float | Literal["off"] = Field(-16.0, description="integrated loudness target in LUFS, or off")
+    final: str | None = Field(None, description="file name of the assembled cut, inside the output folder")
+    loudness: Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1])] | Literal["off"] = Field(
+        -16.0, description="integrated loudness target in LUFS (-70 to -5), or off")
     subtitles: bool = True
     chapters: bool = True
+
+    @field_validator("final")
+    @classmethod
+    def _inside_the_output_folder(cls, value):
+        problem = None if value is None else output_name_problem(value)
+        if problem:
+            raise ValueError(f"`final: {value}` {problem}")
+        return value
 
 
 class QcThresholds(_Strict):
@@ -186,6 +210,14 @@ class Storyboard(_Strict):
         default_factory=dict, description="name -> look and voice; write {name} in any text to insert the look")
     qc: QcThresholds = Field(default_factory=QcThresholds)
     shots: list[Shot] = Field(min_length=1)
+
+
+def _check_aspect(height: float, width: float, what: str) -> None:
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{what} sides must be greater than zero")
+    if max(height, width) / min(height, width) > MAX_ASPECT:
+        raise ValueError(f"{what} is {width:g}:{height:g}; the longest side may be at most "
+                         f"{MAX_ASPECT:g} times the shortest")
 
 
 def storyboard_schema() -> dict:

@@ -7,10 +7,10 @@ import sys
 import typing
 
 import typer
-from rich.markup import escape
 from rich.console import Console
+from rich.markup import escape
 
-from ovi_studio import __version__
+from ovi_studio import __version__, crash
 from ovi_studio.errors import UserError
 
 PROG = "ovi-studio"
@@ -71,18 +71,34 @@ def out_console() -> Console:
     return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
+def print_error(exc: UserError) -> None:
+    """`error: file:line:col: message`; names and values in it are printed as written (a file
+    called `[red]x.yaml` is not markup)."""
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+
+
 def guarded(fn):
-    """Run a command so that a UserError prints `file:line:col: message` and exits 2."""
+    """Run a command so that a UserError prints `file:line:col: message` and exits 2, and any
+    other exception prints one line (storyboard, shot, the log holding the traceback) and exits 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: one line and a log, never a traceback
+            storyboard = kwargs.get("storyboard") or kwargs.get("csv_file")
+            command = fn.__name__.removesuffix("_command")
+            log = crash.write_crash_log(exc, command, str(storyboard) if storyboard else None)
+            err.print(crash.crash_line(exc, command, str(storyboard) if storyboard else None, log),
+                      markup=False, highlight=False)
+            raise typer.Exit(crash.EXIT_CODE) from None
     return wrapper
 
 

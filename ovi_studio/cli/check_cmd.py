@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from ovi_studio.cli.app import app, err, guarded
+from ovi_studio.cli.app import app, err, guarded, print_error
 from ovi_studio.errors import UserError
 
 
@@ -72,10 +72,10 @@ def check_command(
                 _fix(path, options)
             elif fix:
                 err.print(f"{path}: --fix rewrites storyboards only; fix CSV prompts by hand or "
-                          "`ovi-studio import` them", highlight=False)
+                          "`ovi-studio import` them", markup=False, highlight=False)
             diagnostics.extend(lint_path(path, options))
         except UserError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+            print_error(exc)
             failed += 1
 
     tty = output is None and sys.stdout.isatty()
@@ -90,7 +90,7 @@ def check_command(
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise UserError(f"cannot write the report: {exc.strerror}", location=None) from None
-    elif text:
+    elif text and (diagnostics or not failed):  # not "All checks passed!" after an error
         typer.echo(text, nl=False)
 
     if failed:
@@ -105,7 +105,7 @@ def _fix(path: Path, options) -> None:
     report = apply_fixes(path, options)
     if report.changed:
         err.print(f"{path}: fixed {len(report.edits)} value{'s' if len(report.edits) != 1 else ''}",
-                  highlight=False)
+                  markup=False, highlight=False)
 
 
 def _explain(code: str) -> None:

@@ -12,6 +12,7 @@ from ovi_studio.cli.app import app, err, guarded
 from ovi_studio.errors import UserError
 from ovi_studio.render.picking import POLICIES
 from ovi_studio.render.quality import CHECKS, parse_fail_on
+from ovi_studio.storyboard import MAX_TAKES
 
 def _names(values: list[str] | None) -> list[str]:
     """Shot names from repeated and/or comma-separated values."""
@@ -42,7 +43,8 @@ def render(
     set_: List[str] = typer.Option([], "--set", help="key=value over every shot's settings (repeatable), e.g. steps=20"),
     force: bool = typer.Option(False, "--force", help="render again even when up to date: every shot, or the SHOTS named after it"),
     only: Optional[List[str]] = typer.Option(None, "--only", help="render only these shots (and stale ancestors); repeatable or comma-separated"),
-    takes: Optional[int] = typer.Option(None, "--takes", min=1, help="takes per shot (overrides `takes:`)"),
+    takes: Optional[int] = typer.Option(None, "--takes", min=1, max=MAX_TAKES,
+                                        help=f"takes per shot, 1 to {MAX_TAKES} (overrides `takes:`)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
     oom_retry: bool = typer.Option(False, "--oom-retry", help="on CUDA out of memory, retry once with more memory saving"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
@@ -136,7 +138,7 @@ def summarize(outcome, out_dir: Path, quiet: bool, to_stderr: bool = False) -> N
     for failure in outcome.quality_failures:
         err.print(f"[red]quality check failed (--fail-on):[/] {escape(failure)}", highlight=False)
     if outcome.failed_shots:
-        err.print(f"[red]{len(outcome.failed_shots)} shot(s) failed:[/] {', '.join(outcome.failed_shots)}",
+        err.print(f"[red]{len(outcome.failed_shots)} shot(s) failed:[/] {escape(', '.join(outcome.failed_shots))}",
                   highlight=False)
     if outcome.report_path and not quiet:
         typer.echo(f"report: {outcome.report_path}", err=to_stderr)

@@ -35,8 +35,8 @@ def import_command(
     from ovi_studio.importer import write_import
     result = write_import(csv_file, output, model=model, force=force)
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
-    _out().print(f"wrote {output}: {result.shots} shots, model {result.model}")
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}")
+    _out().print(f"wrote {output}: {result.shots} shots, model {result.model}", markup=False)
 
 
 @app.command("plan")
@@ -71,8 +71,8 @@ def plan_command(
     if as_json:
         typer.echo(json.dumps({**plan.to_json(), "lint": summary.to_json()}, indent=2, sort_keys=False))
         raise typer.Exit(failed)
-    table = Table(title=f"{loaded.model.title or storyboard.name}: {plan.variant.name}, "
-                        f"{plan.variant.frames} frames per take, engine {plan.engine.name}")
+    table = Table(title=escape(f"{loaded.model.title or storyboard.name}: {plan.variant.name}, "
+                               f"{plan.variant.frames} frames per take, engine {plan.engine.name}"))
     for column in ("shot", "take", "mode", "size", "seed", "status", "est."):
         table.add_column(column, justify="right" if column in ("take", "seed", "est.") else "left",
                          no_wrap=column != "status", min_width=12 if column == "status" else None)
@@ -81,14 +81,14 @@ def plan_command(
         status = {"fresh": "[green]fresh[/]", "stale": "[yellow]stale[/]: ",
                   "blocked": "[red]blocked[/]: "}[step.status] + escape(", ".join(step.reasons))
         size = "?" if step.height is None else f"{step.width}x{step.height}"
-        table.add_row(step.shot.id, str(step.take), mode, size, str(step.seed), status,
+        table.add_row(step.shot.id, str(step.take), escape(mode), size, str(step.seed), status,
                       _duration(step.estimate_seconds))
     out = _out()
     out.print(table)
     stale = sum(1 for s in plan.steps if s.status == "stale")
     out.print(f"{stale} of {len(plan.steps)} takes to render, estimated GPU time "
               f"{_duration(plan.total_seconds_estimate)} (cost model: ovi_studio/cost.py); "
-              f"output in {plan.out_dir}")
+              f"output in {plan.out_dir}", markup=False)
     if plan.blocked:
         out.print(f"[red]{len(plan.blocked)} take(s) cannot render[/] (blocked: see the table)")
     raise typer.Exit(failed)
@@ -112,7 +112,7 @@ def init_command(
     """Scaffold a storyboard folder: story.yaml, templates/, README.md."""
     from ovi_studio.scaffold import init_folder
     for path in init_folder(folder, template, force):
-        _out().print(f"wrote {path}")
+        _out().print(f"wrote {path}", markup=False)
 
 
 @app.command("doctor")
@@ -133,7 +133,7 @@ def doctor_command(
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
     out = _out()
     for finding in findings:
-        out.print(f"{marks[finding.status]} [bold]{finding.name}[/]: {finding.detail}")
+        out.print(f"{marks[finding.status]} [bold]{escape(finding.name)}[/]: {escape(finding.detail)}")
         if finding.fix:
             out.print(f"    fix: {finding.fix}", markup=False)
     raise typer.Exit(exit_code(findings))

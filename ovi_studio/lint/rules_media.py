@@ -1,14 +1,13 @@
 """OVI406: the first-frame image of an image-to-video shot exists, is an image, and fits."""
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovi_studio.diagnostics import Severity
-from ovi_studio.media.images import VIDEO_SUFFIXES, upright_size
+from ovi_studio.media.images import ImageLoadError, first_frame_file
 
 from ovi_studio.lint.registry import rule
 
@@ -30,18 +29,16 @@ class ImageFinding:
 
 
 def check_first_frame(path: Path, requested: tuple[int, int] | None) -> Iterator[ImageFinding]:
-    """`requested` is the (height, width) the storyboard asks for, None when it asks nothing."""
-    if not path.is_file():
-        what = "a folder" if path.is_dir() else "missing"
-        yield ImageFinding(f"first frame `{path}` is {what}: fix the path (relative to the "
-                           "storyboard) or remove `first_frame`", Severity.ERROR)
+    """`requested` is the (height, width) the storyboard asks for, None when it asks nothing.
+    The file is judged by the reader the plan and the render use (media.images), so `check`
+    refuses exactly what they would; once per version of the file however many shots use it."""
+    try:
+        frame = first_frame_file(path)
+    except ImageLoadError as exc:
+        yield ImageFinding(f"{exc}: point `first_frame` (relative to the storyboard) at a PNG or "
+                           "JPEG image or a video, or remove it", Severity.ERROR)
         return
-    stat = path.stat()
-    size = _first_frame_size(path, stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    if isinstance(size, ImageFinding):
-        yield size
-        return
-    width, height = size
+    width, height = frame.width, frame.height
     if requested is None or min(width, height, *requested) <= 0:
         return
     req_h, req_w = requested
@@ -51,28 +48,3 @@ def check_first_frame(path: Path, requested: tuple[int, int] | None) -> Iterator
                            f"asks for {req_w}x{req_h} (aspect {req_w / req_h:.2f}): the image will be "
                            "cropped to that aspect (`fit: pad` adds bars instead) — crop it yourself "
                            "or drop `resolution`/`aspect` to keep the whole picture", Severity.WARNING)
-
-
-@functools.lru_cache(maxsize=4096)
-def _first_frame_size(path: Path, mtime_ns: int, size: int, inode: int) -> tuple[int, int] | ImageFinding:
-    """(width, height) of a readable first frame, else the error; once per version of the file
-    (the stat values are part of the key), however many shots start from it."""
-    if path.suffix.lower() in VIDEO_SUFFIXES:  # the render starts from the video's last frame
-        from ovi_studio.media import ffmpeg, probe
-        try:
-            stream = probe.probe(path).first("video")
-        except ffmpeg.FfmpegError:
-            stream = None
-        if stream is None or not stream.width:
-            return ImageFinding(f"first frame `{path.name}` is not a readable video: use a video "
-                                "with a picture stream, or a PNG or JPEG file", Severity.ERROR)
-        return stream.width, stream.height
-    from PIL import Image, UnidentifiedImageError  # Pillow only when a shot has a first frame
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            return upright_size(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return ImageFinding(f"first frame `{path.name}` is not a readable image ({exc}): use a PNG or "
-                            "JPEG file", Severity.ERROR)

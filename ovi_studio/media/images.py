@@ -2,8 +2,10 @@
 a target size, and writing PNGs."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +13,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ovi_studio.media import ffmpeg, probe
+from ovi_studio.textfile import not_a_regular_file
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+# Far above any first frame the model can use (it is resized to about a megapixel), far below
+# what would exhaust memory: a header declaring more is a decompression bomb, refused unread.
+MAX_FIRST_FRAME_PIXELS = 8192 * 8192
+MAX_IMAGE_BYTES = 256 << 20
 
 
 class ImageLoadError(ValueError):
@@ -25,8 +32,7 @@ def load_first_frame(path: str | Path) -> Image.Image:
     render both read it: the decoded image is kept while the file is unchanged (a video is
     decoded through to its last frame, once)."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"first frame {path} does not exist")
+    _require_regular_file(path)
     stat = path.stat()
     return _decoded_first_frame(path.resolve(), stat.st_mtime_ns, stat.st_size).copy()
 
@@ -35,11 +41,37 @@ def load_first_frame(path: str | Path) -> Image.Image:
 def _decoded_first_frame(path: Path, mtime_ns: int, size: int) -> Image.Image:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return Image.fromarray(last_video_frame(path))
+    with _open_image(path) as img:
+        img.load()
+        return ImageOps.exif_transpose(img).convert("RGB")
+
+
+def _require_regular_file(path: Path) -> None:
+    kind = not_a_regular_file(path)
+    if kind == "missing":
+        raise ImageLoadError(f"first frame {path} does not exist")
+    if kind is not None:
+        raise ImageLoadError(f"first frame {path} is {kind}, not an image or video file")
+    if path.suffix.lower() not in VIDEO_SUFFIXES and path.stat().st_size > MAX_IMAGE_BYTES:
+        raise ImageLoadError(f"first frame {path} is larger than {MAX_IMAGE_BYTES >> 20} MiB")
+
+
+@contextlib.contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """Pillow's image with its header checked against MAX_FIRST_FRAME_PIXELS; every way Pillow
+    refuses a file becomes an ImageLoadError."""
     try:
         with Image.open(path) as img:
-            img.load()
-            return ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            width, height = img.size
+            if width * height > MAX_FIRST_FRAME_PIXELS:
+                raise ImageLoadError(
+                    f"first frame {path} declares {width}x{height} pixels, more than "
+                    f"{MAX_FIRST_FRAME_PIXELS:,} (a decompression bomb?)")
+            yield img
+    except ImageLoadError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+            Image.DecompressionBombError) as exc:  # ValueError: a text chunk over Pillow's limit
         raise ImageLoadError(f"first frame {path} is not a readable image ({exc})") from None
 
 
@@ -72,10 +104,11 @@ class FirstFrameFile:
 def first_frame_file(path: str | Path) -> FirstFrameFile:
     """Size and hash of a first frame, read once per version of the file (path, size, mtime,
     inode): a frame shared by a thousand shots is hashed and probed once. The size comes from
-    the image header (or, for a video, its stream header); nothing is decoded."""
+    the image header (or, for a video, its stream header); nothing is decoded, but every chunk
+    is walked (a huge text chunk, a bad checksum) so that `check`, the plan and the render
+    refuse the same files."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"first frame {path} does not exist")
+    _require_regular_file(path)
     stat = path.stat()
     return _first_frame_file(path.resolve(), stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
@@ -85,11 +118,9 @@ def _first_frame_file(path: Path, mtime_ns: int, size: int, inode: int) -> First
     if path.suffix.lower() in VIDEO_SUFFIXES:
         width, height = _video_size(path)
     else:
-        try:
-            with Image.open(path) as img:  # reads the header only
-                width, height = upright_size(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise ImageLoadError(f"first frame {path} is not a readable image ({exc})") from None
+        with _open_image(path) as img:  # reads the header only
+            width, height = upright_size(img)
+            img.verify()  # walks every chunk without decoding the pixels
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -99,12 +130,14 @@ def _first_frame_file(path: Path, mtime_ns: int, size: int, inode: int) -> First
 
 def _video_size(path: Path) -> tuple[int, int]:
     try:
-        info = probe.probe(path)
+        video = probe.probe(path).first("video")
     except ffmpeg.FfmpegError as exc:
         raise ImageLoadError(f"{path} is not a readable video:\n{exc.stderr_tail}") from None
-    video = info.first("video")
-    if video is None or not video.width:
+    if video is None or not video.width or not video.height:
         raise ImageLoadError(f"{path} has no video stream")
+    if video.width * video.height > MAX_FIRST_FRAME_PIXELS:
+        raise ImageLoadError(f"first frame {path} is {video.width}x{video.height} pixels, more "
+                             f"than {MAX_FIRST_FRAME_PIXELS:,}")
     return video.width, video.height
 
 

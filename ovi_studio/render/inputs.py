@@ -14,6 +14,7 @@ from ovi_studio.errors import UserError, at
 from ovi_studio.prompt import spoken_lines
 from ovi_studio.render.artifacts import atomic_target
 from ovi_studio.render.engines import DTYPES, ShotEngine
+from ovi_studio.textfile import not_a_regular_file
 
 
 @dataclass
@@ -70,8 +71,10 @@ def load_for_render(options: RenderOptions):
     from ovi_studio.storyboard import Settings, load_storyboard, merge_settings
     from ovi_studio.diagnostics import Severity
     source = Path(options.source)
-    if not source.is_file():
-        raise UserError(f"{source} does not exist", hint="pass a storyboard .yaml or a prompt .csv")
+    kind = not_a_regular_file(source)
+    if kind is not None:
+        raise UserError("does not exist" if kind == "missing" else f"is {kind}, not a file",
+                        location=at(source), hint="pass a storyboard .yaml or a prompt .csv")
     if source.suffix.lower() == ".csv":
         source = _import_csv(source, options)
     loaded = load_storyboard(source)
@@ -119,8 +122,12 @@ def _describe_invalid(exc: ValidationError, given: dict[str, str]) -> str:
     for error in exc.errors():
         key = str(error["loc"][0])
         msg = error["msg"].removeprefix("Input should be ")
-        expected.setdefault(key, []).append("a value " + msg if msg.startswith(("greater", "less")) else msg)
-    return "; ".join(f"--set {key}={given.get(key, '')}: expected {' or '.join(dict.fromkeys(msgs))}"
+        if msg.startswith("Value error, "):  # our own validators say the whole sentence
+            msg = msg.removeprefix("Value error, ")
+        else:
+            msg = "expected " + ("a value " + msg if msg.startswith(("greater", "less")) else msg)
+        expected.setdefault(key, []).append(msg)
+    return "; ".join(f"--set {key}={given.get(key, '')}: {' or '.join(dict.fromkeys(msgs))}"
                      for key, msgs in expected.items())
 
 
@@ -144,13 +151,24 @@ def _check_output_overrides(overrides: dict[str, str]) -> None:
         raise bad("crf", "an integer from 0 to 51")
     if "preset" in overrides and overrides["preset"] not in X264_PRESETS:
         raise bad("preset", "one of " + ", ".join(X264_PRESETS))
-    if "loudness" in overrides:
-        value = yaml_value(overrides["loudness"])
-        if value is not False and value != "off" and not isinstance(value, (int, float)):
-            raise bad("loudness", "a target in LUFS (e.g. -16) or off")
-    for key in ("subtitles", "chapters", "tiled_vae"):
-        if key in overrides and not isinstance(yaml_value(overrides[key]), bool):
-            raise bad(key, "true or false")
+    _check_output_settings(overrides)
+    if "tiled_vae" in overrides and not isinstance(yaml_value(overrides["tiled_vae"]), bool):
+        raise bad("tiled_vae", "true or false")
+
+
+def _check_output_settings(overrides: dict[str, str]) -> None:
+    """`--set` values of `output:` keys, judged by the storyboard's own `output:` schema."""
+    from ovi_studio.storyboard import Output
+    values = {key: yaml_value(overrides[key]) for key in OUTPUT_KEYS - {"final"} if key in overrides}
+    if values.get("loudness", True) is False:  # YAML 1.1 reads `off` as false
+        values["loudness"] = "off"
+    if "final" in overrides:
+        values["final"] = overrides["final"]  # a file name, as written
+    try:
+        Output.model_validate(values)
+    except ValidationError as exc:
+        raise UserError(_describe_invalid(exc, {k: overrides[k] for k in values}),
+                        hint="`ovi-studio schema` lists every setting and its values") from None
 
 
 def _import_csv(path: Path, options: RenderOptions) -> Path:
