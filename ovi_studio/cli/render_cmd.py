@@ -59,6 +59,7 @@ def render(
     json_: bool = typer.Option(False, "--json", help="print the run's summary as JSON on stdout (everything else goes to stderr)"),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="quality checks that make the exit code 1, comma-separated (or all): " + ", ".join(CHECKS)),
     no_lint: bool = typer.Option(False, "--no-lint", help="render even when `check` finds errors (recorded in report.json)"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="when another render holds the output folder: wait for it (default), or exit 2 naming it"),
 ) -> None:
     """Render a storyboard: every stale shot through the engine, then the final cut."""
     from ovi_studio.render.progress import make_progress
@@ -76,7 +77,7 @@ def render(
         force=_names(shots) if force else None, only=_names(only) or None,
         takes=takes, dry_run=dry_run, oom_retry=oom_retry, quiet=quiet, preset=preset,
         attention=attention, compile=compile_, pick=pick, fail_on=parse_fail_on(fail_on),
-        lint=not no_lint)
+        lint=not no_lint, wait=wait)
     progress = make_progress(quiet, sys.stderr if json_ else None)  # --json: stdout is the summary
     session = RenderSession(options, progress)
     plan = session.prepare()

@@ -7,6 +7,7 @@ the static build bundled with imageio-ffmpeg (which ships no ffprobe, hence medi
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -44,7 +45,13 @@ def ffmpeg_exe() -> str:
 
 
 def command(*args: str | Path) -> list[str]:
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *map(str, args)]
+    """An ffmpeg argument list. Every Path is passed absolute, so a file in a folder named
+    `-draft` is not read as an option, nor one in `take:2` as a protocol."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *map(path_argument, args)]
+
+
+def path_argument(arg: str | Path) -> str:
+    return os.path.abspath(arg) if isinstance(arg, Path) else str(arg)
 
 
 def run(args: list[str], *, stdin: bytes | None = None, check: bool = True,
@@ -105,7 +112,7 @@ def write_rawvideo(args_after_input: list[str | Path], frames: np.ndarray, fps: 
 
 def read_rawvideo(path: str | Path, width: int, height: int) -> Iterator[np.ndarray]:
     """Decode every video frame of a file as uint8 RGB [H, W, 3], streaming."""
-    args = command("-i", path, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1")
+    args = command("-i", Path(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1")
     frame_bytes = width * height * 3
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     finished = False

@@ -89,7 +89,8 @@ def probe(path: str | Path) -> MediaInfo:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(path)
-    proc = ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], check=False)
+    proc = ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg.path_argument(path)],
+                      check=False)
     text = proc.stderr.decode(errors="replace")
     if "Input #0" not in text:
         raise ffmpeg.FfmpegError(proc.args, proc.returncode, text)
@@ -97,14 +98,14 @@ def probe(path: str | Path) -> MediaInfo:
 
 
 def count_video_frames(path: str | Path) -> int:
-    proc = ffmpeg.run(ffmpeg.command("-i", path, "-map", "0:v:0", "-f", "framecrc", "pipe:1"))
+    proc = ffmpeg.run(ffmpeg.command("-i", Path(path), "-map", "0:v:0", "-f", "framecrc", "pipe:1"))
     return sum(1 for line in proc.stdout.decode().splitlines() if line and not line.startswith("#"))
 
 
 def decode_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
     """The first audio stream as mono float32 (at its own rate unless `sample_rate` is given)."""
     rate = ["-ar", str(sample_rate)] if sample_rate else []
-    proc = ffmpeg.run(ffmpeg.command("-i", path, "-map", "0:a:0", "-ac", "1", *rate,
+    proc = ffmpeg.run(ffmpeg.command("-i", Path(path), "-map", "0:a:0", "-ac", "1", *rate,
                                      "-f", "f32le", "-c:a", "pcm_f32le", "pipe:1"))
     return np.frombuffer(proc.stdout, np.float32).copy()
 

@@ -17,7 +17,7 @@ FPS = 24
 
 def write_lossless(path: str | Path, frames: np.ndarray, fps: int = FPS) -> None:
     ffmpeg.write_rawvideo(["-c:v", "ffv1", "-level", "3", "-pix_fmt", "gbrp", "-slices", "4",
-                           "-f", "matroska", str(path)], frames, fps)
+                           "-f", "matroska", Path(path)], frames, fps)
 
 
 def read_frames(path: str | Path, width: int, height: int) -> np.ndarray:

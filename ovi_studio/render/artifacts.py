@@ -3,7 +3,8 @@
 Layout (docs/render.md): `<out>/shots/<shot_id>/take<k>/` holds clip.mp4, frames.mkv (lossless
 FFV1 RGB), audio.wav (float32 16 kHz as decoded), last_frame.png, latents.safetensors (model
 engines only) and meta.json. Every file is written under a temporary name in the same folder and
-renamed into place, so a killed render never leaves a half file under a final name. meta.json is
+renamed into place, so a killed render never leaves a half file under a final name (the
+temporary names live in the run's own folder, outdir.py). meta.json is
 written last and records each artifact's size and SHA-256: a take is done exactly when its
 meta.json exists, carries the planned cache key, and every recorded file still matches.
 """
@@ -13,15 +14,16 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ovi_studio.render.outdir import held_folder_of
+
 META = "meta.json"
 ERROR = "error.txt"
-TMP_MARK = ".tmp-"
-WORK_PREFIX = ".work"  # scratch folders (tempfile) inside a take folder
+TMP_MARK = ".tmp-"  # atomic writes outside a held output folder
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,40 @@ def take_dir(out_dir: str | Path, shot_id: str, take: int) -> Path:
 
 @contextlib.contextmanager
 def atomic_target(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix, so tools infer the format); rename it
-    onto `path` only when the block finishes without error."""
+    """Yield a temporary path (same suffix, so tools infer the format); rename it onto `path`
+    only when the block finishes without error. Inside a held output folder the temporary file
+    lives in this run's own temporary folder and the target is checked to stay inside
+    (outdir.py); elsewhere it sits beside the target."""
     path = Path(path)
+    folder = held_folder_of(path)
+    if folder is not None:
+        folder.check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
+    if folder is not None:
+        if path.is_dir() and not path.is_symlink():
+            folder.set_aside(path, "is a folder where ovi-studio writes a file")
+        tmp = folder.temp_path(path)
+    else:
+        tmp = path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def work_folder(near: Path) -> Iterator[Path]:
+    """A scratch folder for intermediate files of a job writing under `near`: in the held
+    output folder's temporary folder, else the system's."""
+    folder = held_folder_of(near)
+    if folder is not None:
+        with folder.workdir() as work:
+            yield work
+    else:
+        with tempfile.TemporaryDirectory(prefix="ovi-studio-") as work:
+            yield Path(work)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -85,10 +110,57 @@ def write_json_atomic(path: str | Path, obj) -> None:
 
 
 def read_json(path: str | Path) -> dict | None:
+    """The JSON object in `path`, or None when there is none. A file that is there but is not
+    a readable JSON object (garbled, truncated, a folder, a list) is broken state: inside a held
+    output folder it is set aside with one message, so it is reported once."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except IsADirectoryError:
+        return _broken(path, "is a folder, not a JSON file")
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
+        return _broken(path, f"is not readable JSON ({type(exc).__name__})")
+    if not isinstance(data, dict):
+        return _broken(path, f"holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def read_meta(path: str | Path) -> dict | None:
+    """A take's meta.json when it has the shape the session relies on, else None (set aside
+    like any broken state file)."""
+    meta = read_json(path)
+    if meta is None:
+        return None
+    problem = _meta_problem(meta)
+    return _broken(Path(path), problem) if problem else meta
+
+
+def _meta_problem(meta: dict) -> str | None:
+    if not isinstance(meta.get("cache_key"), str):
+        return "has no cache_key"
+    files = meta.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(r, dict) and isinstance(r.get("path"), str) and "/" not in r["path"]
+            and r["path"] not in ("", ".", "..") and isinstance(r.get("bytes"), int)
+            and isinstance(r.get("sha256"), str) for r in files.values()):
+        return "has a malformed `files` record"
+    size = meta.get("size")
+    if not isinstance(size, dict) or not all(isinstance(size.get(k), int) and size[k] > 0
+                                             for k in ("width", "height", "frames")):
+        return "has a malformed `size`"
+    parent = meta.get("parent")
+    if parent is not None and not (isinstance(parent, dict) and isinstance(parent.get("index"), int)):
+        return "has a malformed `parent`"
+    return None
+
+
+def _broken(path: Path, why: str) -> None:
+    folder = held_folder_of(path)
+    if folder is not None:
+        folder.set_aside(path, why)
+    return None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -106,7 +178,7 @@ def file_record(path: Path, root: Path) -> dict:
 
 def committed_meta(layout: TakeLayout, cache_key: str) -> dict | None:
     """The take's meta.json when the take is complete for `cache_key`, else None."""
-    meta = read_json(layout.meta)
+    meta = read_meta(layout.meta)
     if not meta or meta.get("cache_key") != cache_key:
         return None
     for record in meta.get("files", {}).values():
@@ -118,23 +190,18 @@ def committed_meta(layout: TakeLayout, cache_key: str) -> dict | None:
 
 def begin_take(layout: TakeLayout) -> None:
     """Before rendering a take: withdraw its commit marker first (so no mix of old and new files
-    can ever pass for done), then remove the old artifacts, a previous failure's error.txt and
-    temporary files a killed run left behind."""
+    can ever pass for done), then remove the old artifacts and a previous failure's error.txt.
+    Only these names are touched: anything else in the folder is left as it is."""
+    folder = held_folder_of(layout.dir)
+    if folder is not None:
+        folder.check_target(layout.meta)
     layout.dir.mkdir(parents=True, exist_ok=True)
-    layout.meta.unlink(missing_ok=True)
-    for old in (layout.clip, layout.frames, layout.audio, layout.last_frame, layout.latents,
-                layout.dir / ERROR):
-        old.unlink(missing_ok=True)
-    sweep_leftovers(layout.dir)
-
-
-def sweep_leftovers(folder: Path) -> None:
-    """Remove temporary files and scratch folders a killed run left in `folder`."""
-    for leftover in folder.glob(f".*{TMP_MARK}*"):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
-    for workdir in folder.glob(f"{WORK_PREFIX}*"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    for old in (layout.meta, layout.clip, layout.frames, layout.audio, layout.last_frame,
+                layout.latents, layout.dir / ERROR):
+        if folder is not None:
+            folder.remove_for_rewrite(old)
+        else:
+            old.unlink(missing_ok=True)
 
 
 def write_latents(path: Path, latents: dict) -> None:

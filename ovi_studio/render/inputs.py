@@ -38,6 +38,7 @@ class RenderOptions:
     pick: str = "best"  # render.picking.POLICIES: the best take by quality checks, or take 0
     fail_on: set[str] = field(default_factory=set)  # quality checks that make the exit code 1
     lint: bool = True  # the lint gate (--no-lint: render despite lint errors; recorded in the report)
+    wait: bool = True  # for another render holding the output folder (False: exit naming it)
 
 
 # -- inputs -----------------------------------------------------------------------------------

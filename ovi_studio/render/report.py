@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovi_studio import __version__
+from ovi_studio.output_names import REPORT
 from ovi_studio.render.artifacts import read_json, write_json_atomic
 
-REPORT = "report.json"
 SCHEMA = 1
 
 

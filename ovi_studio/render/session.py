@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -24,22 +23,25 @@ import numpy as np
 from PIL import Image
 
 from ovi_studio import __version__
+from ovi_studio.crash import working_on
 from ovi_studio.errors import UserError
 from ovi_studio.lint.gate import LintSummary, lint_gate, lint_skipped
+from ovi_studio.output_names import SIDECAR_SUFFIXES
 from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
 from ovi_studio.media.images import ImageLoadError, load_i2v_frame, save_png
 from ovi_studio.render import continuity, picking, quality
 from ovi_studio.render.picking import parent_take
-from ovi_studio.render.artifacts import (TakeLayout, atomic_target, begin_take, committed_meta,
-                                         WORK_PREFIX, file_record, read_json, sweep_leftovers,
+from ovi_studio.render.artifacts import (ERROR, META, TakeLayout, atomic_target, begin_take,
+                                         committed_meta, file_record, read_meta, work_folder,
                                          write_json_atomic, write_latents)
-from ovi_studio.render.assembly import AssemblyResult, AssemblySettings, Segment, assemble
+from ovi_studio.render.assembly import AssemblyResult, AssemblySettings, Segment, assemble, sidecar
 from ovi_studio.render.engines import OutOfMemory, ShotEngine, ShotJob, ShotOutput, memory_saving
 from ovi_studio.render.inputs import (RenderOptions, dialogue_of, display_text, engine_factory,
                                       load_for_render, yaml_value)
+from ovi_studio.render.outdir import OutputFolder, hold
 from ovi_studio.render.progress import RenderProgress
-from ovi_studio.render.report import TakeRecord, build_report, previous_report, write_report
+from ovi_studio.render.report import REPORT, TakeRecord, build_report, previous_report, write_report
 
 AUDIO_RATE = 16_000
 ASSEMBLY_VERSION = 3  # 2: report.json lists the cut's segments; 3: mp4 tags
@@ -163,6 +165,22 @@ class RenderSession:
 
     # the run ----------------------------------------------------------------------------
     def run(self) -> RenderOutcome:
+        """Hold the output folder (one render at a time; outdir.py), check that every file the
+        render will write stays inside it, then render and assemble."""
+        with hold(self.out_dir, storyboard=self.loaded.path, wait=self.options.wait,
+                  log=lambda message: self.progress.log(message, important=True)) as folder:
+            self._check_targets(folder)
+            return self._run_held()
+
+    def _check_targets(self, folder: OutputFolder) -> None:
+        """Refuse the render before it writes anything when a write would leave the folder."""
+        final = self.final_path()
+        targets = [self.out_dir / REPORT, final, *(sidecar(final, s) for s in SIDECAR_SUFFIXES)]
+        targets += [step.artifact_dir / META for step in self.plan.steps]
+        for target in targets:
+            folder.check_target(target)
+
+    def _run_held(self) -> RenderOutcome:
         started = time.time()
         selected = self.selected_shots()
         will_render = self.takes_to_render()
@@ -274,7 +292,7 @@ class RenderSession:
         if meta is None:
             return None
         if step.parent is not None:
-            parent = read_json(self._parent_layout(step).meta) or {}
+            parent = read_meta(self._parent_layout(step).meta) or {}
             if meta.get("parent", {}).get("frames_sha256") != parent.get("files", {}).get("frames", {}).get("sha256"):
                 return None  # the parent was re-rendered since: its seed frame may differ
         return meta
@@ -295,6 +313,10 @@ class RenderSession:
             raise UserError(f"the {self._engine_name} engine cannot start: {exc}") from None
 
     def _run_step(self, step, predicted: bool) -> None:
+        with working_on(f"{step.shot.id}/take{step.take}"):
+            self._run_take(step, predicted)
+
+    def _run_take(self, step, predicted: bool) -> None:
         label = f"{step.shot.id}/take{step.take}"
         parent_record = (self._take_record(step.parent, step.parent_take)
                          if step.parent is not None else None)
@@ -365,7 +387,7 @@ class RenderSession:
         if step.mode != "extend":
             return None, None
         parent = self._parent_layout(step)
-        parent_meta = read_json(parent.meta) or {}
+        parent_meta = read_meta(parent.meta) or {}
         size = parent_meta.get("size", {})
         if shot.settings.seed_frame == "last":
             tail_index, total = size.get("frames", 1) - 1, size.get("frames", 1)
@@ -388,7 +410,7 @@ class RenderSession:
             return None
         source = self._chain_root(step.shot.id) if mode == "first" else step.parent
         ref_take = parent_take(self.loaded.shot(source))
-        ref_meta = read_json(TakeLayout(self.out_dir / "shots" / source / f"take{ref_take}").meta) or {}
+        ref_meta = read_meta(TakeLayout(self.out_dir / "shots" / source / f"take{ref_take}").meta) or {}
         if "color_stats" not in ref_meta:
             return None
         reference = continuity.ColorStats.from_json(ref_meta["color_stats"])
@@ -530,7 +552,7 @@ class RenderSession:
         metas, missing = {}, []
         for shot in self.loaded.shots:
             take = self.choices[shot.id].take
-            meta = read_json(self.out_dir / "shots" / shot.id / f"take{take}" / "meta.json")
+            meta = read_meta(self.out_dir / "shots" / shot.id / f"take{take}" / META)
             record = self._take_record(shot.id, take)
             ok = record is not None and record.ok
             if not ok or meta is None:
@@ -562,10 +584,10 @@ class RenderSession:
         if missing:
             self.progress.log(f"final cut not assembled: missing {', '.join(missing)}", important=True)
             return {"status": "skipped", "reason": "missing shots: " + ", ".join(missing)}
-        sweep_leftovers(self.out_dir)
         settings = self.assembly_settings()
         key = assembly_key(segments, settings, final)
-        old = (previous_report(self.out_dir) or {}).get("final", {})
+        old = (previous_report(self.out_dir) or {}).get("final")
+        old = old if isinstance(old, dict) else {}
         if old.get("key") == key and final.is_file() and final.stat().st_size == old.get("bytes"):
             self.progress.log(f"final cut up to date: {final}")
             return {**old, "status": "cached"}
@@ -573,8 +595,8 @@ class RenderSession:
                           + _reassembly_note(old.get("segments"), segments, self.out_dir))
         started = time.perf_counter()
         try:
-            with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=WORK_PREFIX) as work:
-                result = assemble(segments, final, settings, Path(work), self._cut_tags(key))
+            with work_folder(self.out_dir) as work:
+                result = assemble(segments, final, settings, work, self._cut_tags(key))
         except Exception as exc:
             self.progress.log(f"assembly failed: {exc}", important=True)
             return {"status": "failed", "reason": str(exc)}
@@ -615,7 +637,7 @@ def assembly_key(segments: list[Segment], settings: AssemblySettings, final: Pat
 
 
 def _meta_sha(path: Path, name: str) -> str | None:
-    meta = read_json(path.parent / "meta.json") or {}
+    meta = read_meta(path.parent / META) or {}
     return meta.get("files", {}).get(name, {}).get("sha256")
 
 
@@ -636,7 +658,10 @@ def final_json(result: AssemblyResult, out_dir: Path, key: str, seconds: float,
 
 
 def record_error(take_dir: Path, text: str) -> None:
-    """Keep the traceback of a failed take beside its artifacts for post-mortems."""
-    take_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_target(take_dir / "error.txt") as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """Keep the traceback of a failed take beside its artifacts for post-mortems (when the take
+    folder itself is what failed, the traceback stays in the report's reason only)."""
+    try:
+        with atomic_target(take_dir / ERROR) as tmp:
+            tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
+    except (OSError, UserError):
+        pass

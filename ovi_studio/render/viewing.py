@@ -7,10 +7,9 @@ with its other files (artifacts.begin_take), so an existing copy always matches 
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from ovi_studio.render.artifacts import WORK_PREFIX, TakeLayout, read_json
+from ovi_studio.render.artifacts import TakeLayout, read_meta, work_folder
 from ovi_studio.render.assembly import AssemblySettings, Segment, assemble
 
 CLIP_CRF = 18
@@ -22,7 +21,7 @@ def viewing_copy(take_dir: Path, storyboard: Path | None = None) -> Path | None:
     layout = TakeLayout(Path(take_dir))
     if layout.clip.is_file():
         return layout.clip
-    meta = read_json(layout.meta)
+    meta = read_meta(layout.meta)
     if not meta or not layout.frames.is_file() or not layout.audio.is_file():
         return None
     size = meta["size"]
@@ -31,8 +30,8 @@ def viewing_copy(take_dir: Path, storyboard: Path | None = None) -> Path | None:
                                 preset="ultrafast" if preview else "medium")
     segment = Segment(meta["shot"], layout.frames, layout.audio, size["width"], size["height"],
                       size["frames"])
-    with tempfile.TemporaryDirectory(dir=layout.dir, prefix=WORK_PREFIX) as work:
-        assemble([segment], layout.clip, settings, Path(work), take_tags(meta, storyboard))
+    with work_folder(layout.dir) as work:
+        assemble([segment], layout.clip, settings, work, take_tags(meta, storyboard))
     return layout.clip
 
 
