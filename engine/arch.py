@@ -14,6 +14,7 @@ from pathlib import Path
 from .variants import Variant
 
 ARCH_FILENAME = "arch.json"
+MAX_ARCH_BYTES = 1 << 20
 
 
 class ArchError(ValueError):
@@ -167,7 +168,36 @@ def _section(name: str, published, data, source: str):
     if unknown:
         raise ArchError(f"{source}: unknown field(s) {', '.join(unknown)} in section {name!r}; "
                         f"known fields: {', '.join(sorted(known))}")
+    for key, value in data.items():
+        problem = _value_problem(getattr(published, key), value)
+        if problem:
+            raise ArchError(f"{source}: {name}.{key} is {json.dumps(value)}; {problem}")
     return replace(published, **{k: _tupled(v) for k, v in data.items()})
+
+
+def _value_problem(published, value) -> str | None:
+    """Why `value` cannot stand where the published size is `published` (same kind of value;
+    counts and widths positive; no NaN or infinity anywhere), else None."""
+    if isinstance(published, bool) or isinstance(value, bool):
+        return None if isinstance(published, bool) and isinstance(value, bool) else "expected true or false"
+    if isinstance(published, int) or published is None:  # a size, a count (None: optional one)
+        if published is None and value is None:
+            return None
+        return None if isinstance(value, int) and value > 0 else "expected a whole number above 0"
+    if isinstance(published, float):
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+        return None if ok else "expected a finite number, 0 or more"
+    if isinstance(published, str):
+        return None if isinstance(value, str) and value else "expected a non-empty string"
+    if isinstance(published, tuple):
+        if not isinstance(value, list):
+            return "expected a list"
+        if not all(isinstance(v, (bool, list)) or (isinstance(v, (int, float)) and math.isfinite(v))
+                   for v in value):
+            return "expected a list of finite numbers"
+        return next((_value_problem(p, v) for p, v in zip(published, value)
+                     if isinstance(p, tuple) and _value_problem(p, v)), None)
+    return None
 
 
 def parse_arch(data: dict, source: str = ARCH_FILENAME) -> Arch:
@@ -212,8 +242,10 @@ def load_arch(ckpt_dir: str | Path) -> Arch:
     path = Path(ckpt_dir) / ARCH_FILENAME
     if not path.exists():
         return Arch()
+    if not path.is_file() or path.stat().st_size > MAX_ARCH_BYTES:
+        raise ArchError(f"{path}: not a regular JSON file of at most {MAX_ARCH_BYTES >> 10} KiB")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ArchError(f"{path}: cannot read arch.json ({exc})") from None
     return parse_arch(data, str(path))

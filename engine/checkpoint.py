@@ -134,9 +134,10 @@ def _load_scaled_fp8(model: FusionModel, root: Path, variant: Variant, expected,
     merged = ";".join(f"{file_fingerprint(spec.path)}*{spec.scale}@{spec.tower}"
                       for spec, _ in loras if spec.scale != 0)
     cached = fp8_format.converted_cache_path(cache_root(cache_dir), root / relative, block, merged)
-    if cached.is_file():
+    converted = fp8_format.load_converted_or_drop(cached, device) if cached.is_file() else None
+    if converted is not None:
         quantize_fusion_layers(model, block)
-        state = fp8_format.load_scales_into(model, fp8_format.load_converted(cached, device))
+        state = fp8_format.load_scales_into(model, converted)
         model.load_state_dict(state, strict=True, assign=True)
         return model
     state = read_fusion_weights(root, relative, expected, arch, torch.device("cpu"), dtype=dtype)

@@ -6,16 +6,23 @@ writable; `OVI_STUDIO_CACHE` or an explicit folder overrides both. Embeddings li
 
 Key: SHA-256 of the cleaned text, the encoder's identity (checkpoint and tokenizer fingerprints)
 and the dtype. Value: the embedding as safetensors bytes (never a pickle). Size-limited with
-least-recently-used eviction. An unreadable entry is dropped with a warning and recomputed.
+least-recently-used eviction. An unreadable entry is dropped with a warning and recomputed; a
+store whose database is damaged is set aside (renamed `text-embeddings.broken-<time>`, which
+`cache clear` removes) with one warning and rebuilt empty. The cache only ever saves work: a
+store that fails while rendering is a warning, never a failed shot.
 
 Pure Python at import time (torch and safetensors are imported when a tensor is stored or read),
 so `ovi-studio cache info` stays light.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import sqlite3
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +31,8 @@ import diskcache
 
 CACHE_ENV = "OVI_STUDIO_CACHE"
 EMBEDDINGS_DIR = "text-embeddings"
+BROKEN_SUFFIX = ".broken-"  # a damaged store, set aside: <EMBEDDINGS_DIR>.broken-<time>
+STORE_ERRORS = (sqlite3.Error, OSError)  # a damaged or unwritable store
 DEFAULT_SIZE_LIMIT = 2 << 30  # 2 GiB: ~2,500 typical prompts at 4096 x bf16 (a full 512-token one is 4 MiB)
 KEY_VERSION = 1  # bump when the meaning of a stored embedding changes
 
@@ -73,9 +82,20 @@ class EmbeddingCache:
 
     def __init__(self, root: str | os.PathLike | None = None, *, size_limit: int = DEFAULT_SIZE_LIMIT):
         self.directory = cache_root(root) / EMBEDDINGS_DIR
+        try:
+            self._store = self._open(size_limit)
+        except STORE_ERRORS as exc:
+            aside = self.directory.with_name(f"{EMBEDDINGS_DIR}{BROKEN_SUFFIX}{time.strftime('%Y%m%d-%H%M%S')}")
+            warnings.warn(f"the text-embedding cache {self.directory} is damaged "
+                          f"({type(exc).__name__}: {exc}); moved to {aside} and starting an empty one",
+                          stacklevel=2)
+            os.replace(self.directory, aside)
+            self._store = self._open(size_limit)
+
+    def _open(self, size_limit: int) -> diskcache.Cache:
         # on overflow diskcache evicts the 10 least recently used entries per write
-        self._store = diskcache.Cache(str(self.directory), size_limit=size_limit,
-                                      eviction_policy="least-recently-used", disk=_BytesOnlyDisk)
+        return diskcache.Cache(str(self.directory), size_limit=size_limit,
+                               eviction_policy="least-recently-used", disk=_BytesOnlyDisk)
 
     def get(self, key: str):
         """The stored tensor, or None when absent or unreadable (then the entry is dropped)."""
@@ -91,13 +111,18 @@ class EmbeddingCache:
             warnings.warn(f"text-embedding cache entry {key[:12]} in {self.directory} is unreadable "
                           f"({type(exc).__name__}: {exc}); dropping it and encoding the text again",
                           stacklevel=2)
-            self._store.delete(key)
+            with contextlib.suppress(*STORE_ERRORS):
+                self._store.delete(key)
             return None
 
     def put(self, key: str, tensor) -> None:
         from safetensors.torch import save
 
-        self._store.set(key, save({"embedding": tensor.detach().cpu().contiguous()}))
+        try:
+            self._store.set(key, save({"embedding": tensor.detach().cpu().contiguous()}))
+        except STORE_ERRORS as exc:
+            warnings.warn(f"cannot store a text embedding in {self.directory} ({type(exc).__name__}: "
+                          f"{exc}); it will be encoded again next time", stacklevel=2)
 
     def __contains__(self, key: str) -> bool:
         return key in self._store
@@ -110,7 +135,10 @@ class EmbeddingCache:
                          self._store.size_limit)
 
     def clear(self) -> int:
-        """Remove every entry; returns how many there were."""
+        """Remove every entry and any damaged store set aside earlier; returns how many entries
+        there were."""
+        for broken in self.directory.parent.glob(f"{EMBEDDINGS_DIR}{BROKEN_SUFFIX}*"):
+            shutil.rmtree(broken, ignore_errors=True)
         return self._store.clear()
 
     def close(self) -> None:

@@ -26,10 +26,12 @@ embeddings and the heads stay in bf16 (they are small and precision-sensitive).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -42,6 +44,7 @@ ROWWISE = 0  # as a block size: one scale per output row (what fp8 matmuls take)
 SCALE_SUFFIX = ".fp8_scale"
 FORMAT_VERSION = 1
 FP8_MATMUL_CAPABILITY = (8, 9)  # Ada and Hopper onwards have fp8 tensor cores
+CONVERTED_FORMAT = "ovi-studio-fp8"  # the metadata tag of a cached conversion
 
 
 def quantize_blockwise(weight: torch.Tensor, block: int = BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,12 +223,29 @@ def save_converted(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomic write, so an interrupted conversion is never mistaken for a finished one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "ovi-studio-fp8"})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": CONVERTED_FORMAT})
     tmp.replace(path)
 
 
 def load_converted(path: Path, device="cpu") -> dict[str, torch.Tensor]:
     return load_file(str(path), device=str(device))
+
+
+def load_converted_or_drop(path: Path, device="cpu") -> dict[str, torch.Tensor] | None:
+    """The cached conversion, or None when the file is damaged (truncated, not safetensors,
+    another format): then it is deleted with one warning and the caller converts again."""
+    try:
+        tensors = load_converted(path, device)
+        with safe_open(str(path), framework="pt") as f:
+            tagged = (f.metadata() or {}).get("format")
+        if tagged != CONVERTED_FORMAT:
+            raise ValueError("not an ovi-studio fp8 conversion")
+        return tensors
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        warnings.warn(f"the fp8 conversion cache {path} is unreadable ({type(exc).__name__}: "
+                      f"{exc}); deleting it and converting again", stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def load_scales_into(root: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -27,10 +27,12 @@ class Finding:
     fix: str | None = None
 
 
-def run_doctor(ckpt_dir: Path | None = None) -> list[Finding]:
-    """Without --ckpt-dir, $OVI_CKPT_DIR or ./ckpts: then ./ckpts is reported missing."""
+def run_doctor(ckpt_dir: Path | None = None, deep: bool = False) -> list[Finding]:
+    """Without --ckpt-dir, $OVI_CKPT_DIR or ./ckpts: then ./ckpts is reported missing. `deep`
+    also opens every checkpoint file that is present (check_checkpoint_contents)."""
+    folder = find_ckpt_dir(ckpt_dir) or DEFAULT_CKPT_DIR
     return [check_python(), *check_torch(), check_flash_attn(), check_ffmpeg(), check_espeak(),
-            *check_checkpoints(find_ckpt_dir(ckpt_dir) or DEFAULT_CKPT_DIR)]
+            *check_checkpoints(folder), *(check_checkpoint_contents(folder) if deep else [])]
 
 
 def check_python() -> Finding:
@@ -125,6 +127,71 @@ def check_checkpoints(ckpt_dir: Path) -> list[Finding]:
                                 "one command downloads what is missing (resumable, verified)",
                                 fetch_command(ckpt_dir, () if nothing_renders else absent_models)))
     return findings
+
+
+def check_checkpoint_contents(ckpt_dir: Path) -> list[Finding]:
+    """Open every checkpoint file that is present, as the render would, without loading the
+    weights: arch.json parses; each fusion .safetensors header is readable and holds exactly the
+    keys and shapes the model (at arch.json's sizes) has; each .pth file's archive and tensor
+    table are readable. A broken file is named with what is wrong and where to get it again."""
+    if not ckpt_dir.is_dir():
+        return []
+    import torch
+    from engine.arch import ArchError, load_arch
+    from engine.model import FusionModel
+
+    try:
+        arch = load_arch(ckpt_dir)
+    except ArchError as exc:
+        return [Finding("arch.json", FAIL, str(exc), "fix or remove arch.json (published checkpoints have none)")]
+    with torch.device("meta"):
+        model = FusionModel(arch.video_dit, arch.audio_dit)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    fusion = {layout.fusion_weights(v) for v in VARIANTS.values()}
+    fp8_file = layout.fusion_weights(VARIANTS["720x720_5s"], fp8=True)
+    pth_files = [rel for rel in layout.required_files(next(iter(VARIANTS.values())))
+                 if rel.endswith((".pth", ".pt"))]
+    findings = []
+    for rel in sorted(fusion) + [fp8_file] + pth_files:
+        if not (ckpt_dir / rel).is_file():
+            continue  # check_checkpoints reports missing files
+        if rel.endswith(".safetensors"):
+            problem = _safetensors_problem(ckpt_dir / rel, None if rel == fp8_file else expected)
+        else:
+            problem = _pth_problem(ckpt_dir, rel)
+        fine = "readable, keys and shapes as expected" if rel in fusion else "readable"
+        findings.append(Finding(f"{rel} (contents)", FAIL if problem else OK, problem or fine,
+                                f"remove {ckpt_dir / rel} and run `{fetch_command(ckpt_dir)}`" if problem else None))
+    return findings
+
+
+def _safetensors_problem(path: Path, expected: dict[str, tuple[int, ...]] | None) -> str | None:
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        return f"unreadable header ({exc})"
+    if expected is None:
+        return None
+    missing, extra = sorted(expected.keys() - shapes.keys()), sorted(shapes.keys() - expected.keys())
+    wrong = [k for k in sorted(expected.keys() & shapes.keys()) if shapes[k] != expected[k]]
+    problems = [f"{len(keys)} {label} (e.g. {keys[0]})" for label, keys in
+                (("missing key(s)", missing), ("unexpected key(s)", extra),
+                 ("tensor(s) of the wrong shape", wrong)) if keys]
+    return "does not match the model's sizes: " + "; ".join(problems) if problems else None
+
+
+def _pth_problem(ckpt_dir: Path, rel: str) -> str | None:
+    from engine.errors import CheckpointError
+    from engine.pth_weights import read_pth
+    try:
+        state = read_pth(ckpt_dir, rel)  # memory-mapped: reads the archive's table, not the weights
+    except CheckpointError as exc:
+        return exc.problem
+    if not isinstance(state, dict) or not state:
+        return "holds no weights"
+    return None
 
 
 def fetch_command(ckpt_dir: Path, models=()) -> str:

@@ -5,6 +5,7 @@ import enum
 import functools
 import sys
 import typing
+import warnings
 
 import typer
 from rich.console import Console
@@ -116,3 +117,9 @@ def _root(
     """ovi-studio: write a storyboard, `check` it, `plan` it, `render` it."""
     if sys.version_info < (3, 10):  # pragma: no cover - pyproject already forbids it
         raise typer.Exit(2)
+    warnings.formatwarning = _warning_line
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A library warning (a damaged cache set aside, ...) as one line, not Python's two."""
+    return f"warning: {message}\n"

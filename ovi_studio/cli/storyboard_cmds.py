@@ -121,11 +121,13 @@ def doctor_command(
     ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder "
                                             "(default: $OVI_CKPT_DIR, else ./ckpts)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    deep: bool = typer.Option(False, "--deep", help="also open every checkpoint file: headers, "
+                              "keys and tensor shapes (names a truncated or wrong file)"),
 ) -> None:
     """Check Python, torch, CUDA, flash-attn, ffmpeg, espeak-ng and the checkpoint files."""
     import dataclasses
     from ovi_studio.doctor import exit_code, run_doctor
-    findings = run_doctor(ckpt_dir)
+    findings = run_doctor(ckpt_dir, deep)
     if as_json:
         typer.echo(json.dumps({"ok": exit_code(findings) == 0,
                                "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
