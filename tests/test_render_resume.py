@@ -73,6 +73,10 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "qc.json"}
 
 
+def _temporary_files(out: Path) -> list[Path]:
+    return sorted(p for p in (out / ".ovi-studio" / "tmp").rglob("*") if p.is_file())
+
+
 def _finish(story: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ovi_studio", "render", str(story), "-o", str(out),
                            "--engine", "preview", "-q"], capture_output=True, text=True, timeout=300)
@@ -84,7 +88,7 @@ def test_sigkill_mid_shot_then_resume(tmp_path):
     done_before = _snapshot(out / "shots" / "one")
     assert (out / "shots" / "two" / "take0").is_dir()
     assert not (out / "shots" / "two" / "take0" / "meta.json").exists()
-    assert any(".tmp-" in p.name for p in (out / "shots" / "two" / "take0").iterdir())
+    assert [p.name.split("-", 1)[1] for p in _temporary_files(out)] == ["frames.mkv"]  # the run's own folder
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
@@ -93,8 +97,7 @@ def test_sigkill_mid_shot_then_resume(tmp_path):
     assert _snapshot(out / "shots" / "one") == done_before  # same bytes
     report = json.loads((out / "report.json").read_text())
     assert [t["status"] for s in report["shots"] for t in s["takes"]] == ["cached", "rendered", "rendered"]
-    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name or p.name.startswith(".work")]
-    assert leftovers == []
+    assert _temporary_files(out) == []
     assert probe.count_video_frames(out / "final.mp4") == 3 * 121 - 1
 
 
@@ -109,5 +112,5 @@ def test_ctrl_c_stops_cleanly_and_saves_what_is_done(tmp_path):
     assert (out / "shots" / "one" / "take0" / "meta.json").is_file()
     take_two = out / "shots" / "two" / "take0"
     assert not (take_two / "meta.json").exists()
-    assert [p.name for p in take_two.iterdir() if ".tmp-" in p.name] == []  # temporary file removed
+    assert _temporary_files(out) == []  # temporary file removed
     assert _finish(story, out).returncode == 0

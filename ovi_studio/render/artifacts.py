@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovi_studio.render.outdir import held_folder_of
+from ovi_studio.render.outdir import folder_for_write, held_folder_of
 
 META = "meta.json"
 ERROR = "error.txt"
@@ -64,11 +64,9 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path (same suffix, so tools infer the format); rename it onto `path`
     only when the block finishes without error. Inside a held output folder the temporary file
     lives in this run's own temporary folder and the target is checked to stay inside
-    (outdir.py); elsewhere it sits beside the target."""
+    (outdir.py); when no render holds a folder it sits beside the target."""
     path = Path(path)
-    folder = held_folder_of(path)
-    if folder is not None:
-        folder.check_target(path)
+    folder = folder_for_write(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if folder is not None:
         if path.is_dir() and not path.is_symlink():

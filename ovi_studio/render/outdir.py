@@ -132,9 +132,21 @@ _HELD: list[OutputFolder] = []  # folders this process holds, innermost last
 
 
 def held_folder_of(path: Path) -> OutputFolder | None:
-    """The held output folder `path` lies in, if any (the atomic writes ask)."""
+    """The held output folder `path` lies in, if any."""
     target = _absolute(path)
     return next((f for f in reversed(_HELD) if _inside(target, f.root)), None)
+
+
+def folder_for_write(path: Path) -> OutputFolder | None:
+    """The held output folder a write to `path` goes through (its target checked), None when
+    no render holds a folder; while one does, a write anywhere else is refused."""
+    folder = held_folder_of(path)
+    if folder is None and _HELD:
+        raise UnsafeWrite(f"refusing to write {_absolute(path)}: it is outside the output folder "
+                          f"{_HELD[-1].root}")
+    if folder is not None:
+        folder.check_target(path)
+    return folder
 
 
 @contextlib.contextmanager
