@@ -14,7 +14,8 @@ SHOTS = "shots"
 REPORT = "report.json"
 STATE = ".ovi-studio"  # locks and per-run temporary folders
 TAKES = ".takes"  # the content-addressed take store
-RESERVED = frozenset({SHOTS, REPORT, STATE, TAKES})
+REVIEW_PAGE, REVIEW_ASSETS = "report.html", "review"
+RESERVED = frozenset({SHOTS, REPORT, STATE, TAKES, REVIEW_PAGE, REVIEW_ASSETS})
 MAX_NAME_BYTES = 255  # one path component on common file systems
 SIDECAR_SUFFIXES = (".srt", ".vtt", ".chapters.txt")  # written beside the cut
 

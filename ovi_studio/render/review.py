@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ovi_studio.output_names import REVIEW_ASSETS, REVIEW_PAGE
 from ovi_studio.media import audio as audio_io
 from ovi_studio.render.artifacts import TakeLayout, atomic_target, read_json, write_text_atomic
 from ovi_studio.render.quality import FAIL, frames_at
 from ovi_studio.render.report import cut_cues
 
-PAGE = "report.html"
-ASSETS = "review"
+PAGE, ASSETS = REVIEW_PAGE, REVIEW_ASSETS
 FPS = 24
 SHEET_FRAMES = 6  # thumbnails per contact sheet
 THUMB_WIDTH = 160
