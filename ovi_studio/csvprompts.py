@@ -26,7 +26,8 @@ class CsvPrompt:
 
 
 def read_prompt_csv(path: str | Path) -> list[CsvPrompt]:
-    """Every non-blank row of an Ovi prompt CSV, in file order."""
+    """Every non-blank row of an Ovi prompt CSV, in file order; a UserError when there is none
+    or a row has no prompt text (`check`, `import` and `render` all read the file here)."""
     path = Path(path)
     text = read_user_text(path, what="CSV prompt file", max_bytes=MAX_CSV_BYTES,
                           encoding_hint="save the CSV as UTF-8 (most spreadsheet apps offer 'CSV UTF-8')")
@@ -60,6 +61,11 @@ def read_prompt_csv(path: str | Path) -> list[CsvPrompt]:
         if not any(cell.strip() for cell in row):
             continue
         prompt = row[text_at] if text_at < len(row) else ""
+        if not prompt.strip():
+            raise UserError(f"empty `{TEXT_COLUMN}`", location=at(path, start))
         image = row[image_at].strip() if image_at is not None and image_at < len(row) else ""
         prompts.append(CsvPrompt(line=start, text=prompt, image_path=image or None))
+    if not prompts:
+        raise UserError("the CSV file has no prompt rows", location=at(path),
+                        hint=f"add one row per prompt under the `{TEXT_COLUMN}` header")
     return prompts

@@ -19,7 +19,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarStri
 
 from engine.variants import DEFAULT_VARIANT, VARIANTS
 from ovi_studio.csvprompts import CsvPrompt, read_prompt_csv
-from ovi_studio.errors import UserError, at
+from ovi_studio.errors import UserError
 from ovi_studio.source import new_yaml
 
 LEGACY_CAPTION = "<AUDCAP>"
@@ -48,15 +48,11 @@ def import_csv(csv_path: str | Path, out_path: str | Path, model: str | None = N
     if model is not None and model not in VARIANTS:
         raise UserError(f"unknown model `{model}`", hint=f"choose one of {', '.join(VARIANTS)}")
     prompts = read_prompt_csv(csv_path)
-    if not prompts:
-        raise UserError("the CSV file has no prompt rows", location=at(csv_path))
     model = model or guess_model(prompts)
     warnings: list[str] = []
     shots = CommentedSeq()
     width = max(3, len(str(len(prompts))))
     for number, prompt in enumerate(prompts, start=1):
-        if not prompt.text.strip():
-            raise UserError("empty `text_prompt`", location=at(csv_path, prompt.line))
         shot = CommentedMap()
         shot["id"] = f"shot-{number:0{width}d}"
         shot["prompt"] = prompt_scalar(prompt.text)
