@@ -165,12 +165,16 @@ class RenderSession:
 
     # the run ----------------------------------------------------------------------------
     def run(self) -> RenderOutcome:
+        """Render every stale take, then assemble and check the cut."""
+        return self._holding(self._run_held)
+
+    def _holding(self, work: Callable[[], RenderOutcome]) -> RenderOutcome:
         """Hold the output folder (one render at a time; outdir.py), check that every file the
-        render will write stays inside it, then render and assemble."""
+        session will write stays inside it, then do the work."""
         with hold(self.out_dir, storyboard=self.loaded.path, wait=self.options.wait,
                   log=lambda message: self.progress.log(message, important=True)) as folder:
             self._check_targets(folder)
-            return self._run_held()
+            return work()
 
     def _check_targets(self, folder: OutputFolder) -> None:
         """Refuse the render before it writes anything when a write would leave the folder."""
@@ -210,6 +214,9 @@ class RenderSession:
     def assemble_existing(self) -> RenderOutcome:
         """The cut from the takes already rendered, never calling the engine (`pick`): a take
         that is not up to date stays out ("stale") and its shot is missing from the cut."""
+        return self._holding(self._assemble_existing)
+
+    def _assemble_existing(self) -> RenderOutcome:
         started = time.time()
         for step in self.plan.steps:
             meta = self._committed(step) if step.status != "blocked" else None
