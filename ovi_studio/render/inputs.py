@@ -14,6 +14,7 @@ from ovi_studio.errors import UserError, at
 from ovi_studio.prompt import spoken_lines
 from ovi_studio.render.artifacts import atomic_target
 from ovi_studio.render.engines import DTYPES, ShotEngine
+from ovi_studio.render.outdir import prepare_folder
 from ovi_studio.textfile import not_a_regular_file
 
 
@@ -118,18 +119,21 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 def _describe_invalid(exc: ValidationError, given: dict[str, str]) -> str:
     """One line per bad --set value: `key=value: expected A or B` (pydantic reports each
-    alternative of a union apart)."""
+    alternative of a union apart), or our own validator's sentence."""
     expected: dict[str, list[str]] = {}
     for error in exc.errors():
         key = str(error["loc"][0])
         msg = error["msg"].removeprefix("Input should be ")
-        if msg.startswith("Value error, "):  # our own validators say the whole sentence
-            msg = msg.removeprefix("Value error, ")
-        else:
-            msg = "expected " + ("a value " + msg if msg.startswith(("greater", "less")) else msg)
+        if not msg.startswith("Value error, "):
+            msg = "a value " + msg if msg.startswith(("greater", "less")) else msg
         expected.setdefault(key, []).append(msg)
-    return "; ".join(f"--set {key}={given.get(key, '')}: {' or '.join(dict.fromkeys(msgs))}"
-                     for key, msgs in expected.items())
+
+    def describe(msgs: list[str]) -> str:
+        sentences = [m.removeprefix("Value error, ") for m in msgs if m.startswith("Value error, ")]
+        alternatives = [m for m in msgs if not m.startswith("Value error, ")]
+        parts = sentences + ([f"expected {' or '.join(dict.fromkeys(alternatives))}"] if alternatives else [])
+        return "; ".join(parts)
+    return "; ".join(f"--set {key}={given.get(key, '')}: {describe(msgs)}" for key, msgs in expected.items())
 
 
 def _preset_settings(preset: str | None) -> dict[str, str]:
@@ -178,6 +182,7 @@ def _import_csv(path: Path, options: RenderOptions) -> Path:
     from ovi_studio.importer import import_csv
     if options.out_dir is None:
         options.out_dir = path.parent / "out" / path.stem
+    prepare_folder(Path(options.out_dir))
     target = Path(options.out_dir) / f"{path.stem}.storyboard.yaml"
     text = import_csv(path, target).yaml_text
     if not target.is_file() or target.read_text(encoding="utf-8") != text:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ovi_studio.errors import UserError, at
 from ovi_studio.output_names import STATE
+from ovi_studio.textfile import not_a_regular_file
 
 LOCK = "lock"
 TMP = "tmp"
@@ -155,7 +156,7 @@ def hold(root: Path, *, storyboard: Path | str, wait: bool = True,
     """Hold the output folder for one render: wait for (or, with wait=False, refuse) another
     render holding it, then sweep the temporary folders of dead runs."""
     root = _absolute(root)
-    _check_folder(root)
+    prepare_folder(root)
     state = root / STATE
     try:
         (state / TMP).mkdir(parents=True, exist_ok=True)
@@ -180,10 +181,13 @@ def hold(root: Path, *, storyboard: Path | str, wait: bool = True,
         lock_file.close()  # releases the flock
 
 
-def _check_folder(root: Path) -> None:
-    """A clear error for an output folder that cannot be one."""
-    if root.exists() and not root.is_dir():
-        raise UserError("the output folder is a file, not a folder", location=at(root),
+def prepare_folder(root: Path) -> None:
+    """Create the output folder; a clear error for one that cannot be (a file, a device,
+    read-only, under a file)."""
+    kind = not_a_regular_file(root)
+    if kind not in ("missing", "a folder"):
+        what = "a file" if kind is None else kind
+        raise UserError(f"the output folder is {what}, not a folder", location=at(root),
                         hint="choose another --out (or output.dir)")
     try:
         root.mkdir(parents=True, exist_ok=True)
