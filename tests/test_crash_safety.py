@@ -102,6 +102,7 @@ def test_kill_mid_assembly_then_resume(tmp_path):
     _assert_resumed_cleanly(story, out, before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kill_at_a_random_moment_then_resume(tmp_path, seed):
     story, out = tmp_path / "story.yaml", tmp_path / "out"
