@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 
 from ovi_studio.cli.app import app, err, guarded, print_error
 from ovi_studio.errors import UserError

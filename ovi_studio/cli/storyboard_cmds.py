@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ovi_studio.cli.app import app, err, guarded, out_console
 from ovi_studio.diagnostics import Severity
-from ovi_studio.errors import UserError, at
+from ovi_studio.errors import UserError
 
 
 
