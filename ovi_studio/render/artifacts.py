@@ -136,8 +136,10 @@ def read_meta(path: str | Path) -> dict | None:
 
 
 def _meta_problem(meta: dict) -> str | None:
-    if not isinstance(meta.get("cache_key"), str):
-        return "has no cache_key"
+    if not isinstance(meta.get("cache_key"), str) or not isinstance(meta.get("shot"), str):
+        return "has no cache_key or shot"
+    if not all(isinstance(meta.get(k), int) for k in ("take", "seed")):
+        return "has no whole-number take and seed"
     files = meta.get("files")
     if not isinstance(files, dict) or not all(
             isinstance(r, dict) and isinstance(r.get("path"), str) and "/" not in r["path"]
