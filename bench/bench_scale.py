@@ -3,11 +3,13 @@
     .venv/bin/python bench/bench_scale.py                      # check/plan 10 … 5,000 shots
     .venv/bin/python bench/bench_scale.py --chain 3000         # one 3,000-shot extension chain
     .venv/bin/python bench/bench_scale.py --render 30,100,300  # preview render + assembly
+    .venv/bin/python bench/bench_scale.py --assembly 30,100,300  # assembly alone
 
 Storyboards are generated (`write_storyboard`): raw prompts with speech and audio tags,
 structured scene/dialogue/audio shots, shots from a template, two-shot extension chains and
 first frames shared by many shots. Every measurement runs in a fresh Python process, so the
-peak memory (max RSS, children included for render/assembly: ffmpeg) is that of one command.
+peak memory (max RSS) is that of one command; for render + assembly the resident memory of the
+whole process tree (Python and every ffmpeg it runs) is sampled every 0.1 s and its peak listed.
 Each table ends with the fitted growth exponent: time ∝ shots^k over the sizes measured
 (1 is linear; an accidental quadratic step shows as k → 2 at the large sizes).
 """
@@ -16,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -106,9 +110,36 @@ def _measure(what: str, path: Path, out: Path) -> dict:
         from ovi_studio.plan import build_plan
         from ovi_studio.storyboard import load_storyboard
         build_plan(load_storyboard(path), out, engine="preview")
+    elif what == "assembly":
+        return _measure_assembly(int(path.name), out)
     else:
         return _measure_render(path, out)
-    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(children=False)}
+    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb()}
+
+
+def _measure_assembly(shots: int, out: Path) -> dict:
+    """Assembly alone, of `shots` preview-sized takes (121 frames of 456x256, 5 s of audio):
+    four lossless takes written once and cut in turn, every fifth shot crossfading in and every
+    seventh dropping a seam frame; loudness, subtitles and chapters on, as a render has them."""
+    import numpy as np
+    from ovi_studio.media import audio, video
+    from ovi_studio.render.assembly import AssemblySettings, Segment, assemble
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        frames = np.repeat(rng.integers(0, 256, (1, 256, 456, 3), dtype=np.uint8), 121, axis=0)
+        frames[:, :, :, k % 3] = np.arange(121, dtype=np.uint8)[:, None, None] * 2
+        video.write_lossless(out / f"take{k}.mkv", frames)
+        t = np.arange(80_000) / 16_000
+        audio.write_wav(out / f"take{k}.wav", (0.2 * np.sin(2 * np.pi * (200 + 50 * k) * t)).astype(np.float32), 16_000)
+    segments = [Segment(f"s{i}", out / f"take{i % 4}.mkv", out / f"take{i % 4}.wav", 456, 256, 121,
+                        start_frame=1 if i % 7 == 6 else 0,
+                        transition_frames=12 if i % 5 == 4 else 0,
+                        dialogue=(("Anna", "One line for this shot."),)) for i in range(shots)]
+    started = time.perf_counter()
+    with TreeMemory() as tree:
+        assemble(segments, out / "cut.mp4", AssemblySettings(preset="ultrafast"), out / "work")
+    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(), "tree_peak_mb": tree.peak_mb}
 
 
 def _measure_render(path: Path, out: Path) -> dict:
@@ -119,23 +150,63 @@ def _measure_render(path: Path, out: Path) -> dict:
                             RenderProgress(quiet=True))
     started = time.perf_counter()
     session.prepare()
-    outcome = session.run()
+    with TreeMemory() as tree:
+        outcome = session.run()
     total = time.perf_counter() - started
     final = outcome.final
     return {"seconds": total, "assembly_seconds": final.get("seconds"),
-            "status": final.get("status"), "peak_mb": _peak_mb(children=True)}
+            "status": final.get("status"), "peak_mb": _peak_mb(), "tree_peak_mb": tree.peak_mb}
 
 
-def _peak_mb(children: bool) -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if children else 0
-    return max(own, kids) / 1024
+class TreeMemory(threading.Thread):
+    """Samples the summed resident memory of this process and all its descendants (the ffmpeg
+    processes of render and assembly) and keeps the peak."""
+
+    def __init__(self, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.interval, self.peak_mb, self._done = interval, 0.0, threading.Event()
+
+    def __enter__(self) -> "TreeMemory":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, _tree_rss_mb(os.getpid()))
+
+
+def _tree_rss_mb(root: int) -> float:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * resource.getpagesize()
+        except OSError:
+            pass
+    return total / (1 << 20)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_one(what: str, shots: int, chain: bool = False) -> dict:
-    """Generate a storyboard and measure `what` on it in a fresh interpreter."""
+    """Generate a storyboard (or, for `assembly`, takes) and measure `what` on it in a fresh
+    interpreter."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        path = write_storyboard(Path(tmp), shots, chain)
+        path = Path(str(shots)) if what == "assembly" else write_storyboard(Path(tmp), shots, chain)
         proc = subprocess.run([sys.executable, __file__, "--measure", what, str(path),
                                str(Path(tmp) / "out")], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -169,14 +240,28 @@ def lint_plan_table(sizes: list[int], chain: bool) -> None:
 def render_table(sizes: list[int]) -> None:
     rows = [run_one("render", n) for n in sizes]
     print("\npreview render + assembly\n")
-    print("| shots | render+assembly s | assembly s | assembly s/shot | peak MB (largest process) |")
-    print("|------:|------------------:|-----------:|----------------:|--------------------------:|")
+    print("| shots | render+assembly s | assembly s | assembly s/shot | Python peak MB | whole tree peak MB |")
+    print("|------:|------------------:|-----------:|----------------:|---------------:|-------------------:|")
     for n, r in zip(sizes, rows):
         print(f"| {n} | {r['seconds']:.1f} | {r['assembly_seconds']:.1f} | "
-              f"{r['assembly_seconds'] / n:.3f} | {r['peak_mb']:.0f} |")
+              f"{r['assembly_seconds'] / n:.3f} | {r['peak_mb']:.0f} | {r['tree_peak_mb']:.0f} |")
     if len(sizes) > 1:
         k = growth_exponent(sizes, [r["assembly_seconds"] for r in rows])
         per_shot = [r["assembly_seconds"] / n for n, r in zip(sizes, rows)]
+        print(f"\nassembly: time ∝ shots^{k:.2f}; s/shot at {sizes[-1]} vs {sizes[0]} shots: "
+              f"{per_shot[-1] / per_shot[0]:.2f}x")
+
+
+def assembly_table(sizes: list[int]) -> None:
+    rows = [run_one("assembly", n) for n in sizes]
+    print("\nassembly alone (preview-sized takes)\n")
+    print("| shots | assembly s | s/shot | Python peak MB | whole tree peak MB |")
+    print("|------:|-----------:|-------:|---------------:|-------------------:|")
+    for n, r in zip(sizes, rows):
+        print(f"| {n} | {r['seconds']:.1f} | {r['seconds'] / n:.3f} | {r['peak_mb']:.0f} | {r['tree_peak_mb']:.0f} |")
+    if len(sizes) > 1:
+        k = growth_exponent(sizes, [r["seconds"] for r in rows])
+        per_shot = [r["seconds"] / n for n, r in zip(sizes, rows)]
         print(f"\nassembly: time ∝ shots^{k:.2f}; s/shot at {sizes[-1]} vs {sizes[0]} shots: "
               f"{per_shot[-1] / per_shot[0]:.2f}x")
 
@@ -187,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="storyboard sizes for check/plan (comma-separated)")
     parser.add_argument("--chain", type=int, default=None, help="also one chain of this many shots")
     parser.add_argument("--render", default="", help="sizes for preview render + assembly (e.g. 30,100,300)")
+    parser.add_argument("--assembly", default="", help="sizes for assembly alone (e.g. 30,100,300)")
     parser.add_argument("--measure", nargs=3, metavar=("WHAT", "STORYBOARD", "OUT"),
                         help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
@@ -201,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
         lint_plan_table([args.chain], chain=True)
     if args.render:
         render_table([int(s) for s in args.render.split(",")])
+    if args.assembly:
+        assembly_table([int(s) for s in args.assembly.split(",")])
 
 
 if __name__ == "__main__":

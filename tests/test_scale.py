@@ -162,3 +162,43 @@ def test_chain_walk_limits(monkeypatch):
     monkeypatch.setattr(rules_storyboard, "MAX_CHAIN", 1)
     found = list(check_graph(chain(3)))
     assert [(f.code, f.index) for f in found] == [("SB103", 2)]
+
+
+# -- assembly -----------------------------------------------------------------------------------
+
+def _segments(n: int, frames: int = 12):
+    from ovi_studio.render.assembly import Segment
+    return [Segment(f"s{i}", Path(f"s{i}.mkv"), Path(f"s{i}.wav"), 32, 32, frames,
+                    start_frame=1 if i % 7 == 6 else 0, transition_frames=3 if i % 5 == 4 else 0)
+            for i in range(n)]
+
+
+def test_programme_audio_is_written_in_linear_time(tmp_path, monkeypatch):
+    """One pass: doubling the shots doubles the time (a concatenation per shot would not)."""
+    import numpy as np
+    from ovi_studio.render import assembly
+    monkeypatch.setattr(assembly, "segment_audio",  # no resampling: time the accumulation only
+                        lambda seg: np.full(seg.kept_frames * assembly.SAMPLES_PER_FRAME, 0.1, np.float32))
+
+    def work(n):
+        segments = _segments(n)
+        return lambda: assembly.write_programme_audio(segments, assembly.AssemblySettings(),
+                                                      tmp_path / f"{n}.wav")
+    assert_linear(work, 300)
+    segments = _segments(300)
+    written = assembly.write_programme_audio(segments, assembly.AssemblySettings(), tmp_path / "p.wav")
+    assert written == assembly.segment_starts(segments)[1] * assembly.SAMPLES_PER_FRAME
+
+
+def test_each_ffmpeg_process_of_an_assembly_opens_a_bounded_number_of_inputs():
+    from ovi_studio.render import assembly
+    for n in (10, 100, 1000):
+        segments = _segments(n)
+        pieces = assembly.cut_pieces(segments)
+        assert sum(p.frames for p in pieces) == assembly.segment_starts(segments)[1]
+        groups = assembly.piece_groups(pieces)
+        assert sum(len(g) for g in groups) == len(pieces)
+        for group in groups:
+            command = assembly._group_command(segments, group, 32, 32)
+            assert 1 <= command.count("-i") <= assembly.GROUP_INPUTS
+        assert len(groups) <= 2 * n * 2 // assembly.GROUP_INPUTS + 1  # linear in shots
