@@ -14,7 +14,7 @@ audio and video decode.
   `--reference`, never committed) with its own networks loaded from the same files and kept
   resident, as it keeps them (tests/golden/make_*_goldens.py build them at the folder's sizes);
   on the CPU through tests/golden/refenv.py (CUDA autocast emulated, flash-attn on SDPA).
-- Ours is `OviPipeline` with each configuration's settings. Its prompts are encoded first, as a
+- Ours is `engine.pipeline.generate` with each configuration's memory settings. Its prompts are encoded first, as a
   render does (one text-encoder load for every shot); that phase's peak counts, its time is
   printed apart.
 Each pipeline renders a warm-up shot (1 step: loading, compiling, fp8 conversion), then the
@@ -46,8 +46,10 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests" / "golden")]
 from bench_dit import Shot, step_flops  # noqa: E402
 from engine.arch import load_arch  # noqa: E402
 from engine.fp8 import relative_error  # noqa: E402
-from engine.pipeline import OviPipeline, ShotRequest  # noqa: E402
-from engine.device import peak_memory_bytes, reset_peak_memory  # noqa: E402
+from engine.networks import Networks  # noqa: E402
+from engine.pipeline import ShotRequest, encode_prompts, generate  # noqa: E402
+from engine.presets import MemoryConfig, resolve_memory  # noqa: E402
+from engine.device import free_device_bytes, peak_memory_bytes, reset_peak_memory  # noqa: E402
 from engine.sampling import SamplerSettings  # noqa: E402
 from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH, write_tiny_checkpoint  # noqa: E402
 from engine.variants import get_variant, snap_t2v_size  # noqa: E402
@@ -91,38 +93,42 @@ def checkpoint_folder(device: torch.device, scratch: Path) -> Path:
     return FULL_CHECKPOINT
 
 
-def request(prompt: str, steps: int, settings: SamplerSettings) -> ShotRequest:
+def request(memory: MemoryConfig, prompt: str, steps: int, settings: SamplerSettings) -> ShotRequest:
     return ShotRequest(prompt=prompt, video_negative=NEGATIVES[0], audio_negative=NEGATIVES[1],
-                       height=720, width=720, sampler=SamplerSettings(**{**settings.__dict__, "steps": steps}))
+                       height=720, width=720, memory=memory,
+                       sampler=SamplerSettings(**{**settings.__dict__, "steps": steps}))
 
 
-def _device_weight_bytes(pipe: OviPipeline) -> int:
+def _device_weight_bytes(nets: Networks) -> int:
     """Fusion weights the device holds: the resident ones plus the streamer's slot ring."""
-    streamer = pipe._streamer
+    streamer = nets.streamer
     streamed = streamer.streamed_ids if streamer is not None else frozenset()
-    resident = sum(p.numel() * p.element_size() for p in pipe._model.parameters()
-                   if p.device == pipe.device and id(p) not in streamed)
+    resident = sum(p.numel() * p.element_size() for p in nets.model.parameters()
+                   if p.device == nets.device and id(p) not in streamed)
     return resident + (streamer.resident_bytes if streamer is not None else 0)
 
 
 def run_ours(name: str, ckpt: Path, options: dict, settings: SamplerSettings, device, cache: Path) -> Row:
-    pipe = OviPipeline(ckpt, VARIANT, device=device, cache_dir=cache, **options)
+    options = dict(options)
+    preset, compiled = options.pop("preset", None), options.pop("compile", False)
+    config = resolve_memory(preset, free_bytes=free_device_bytes(device)).override(**options)
+    nets = Networks(ckpt, VARIANT, device=device, cache_dir=cache, compile=compiled)
     try:
         reset_peak_memory(device)
         started = time.perf_counter()
-        pipe.encode_prompts([*PROMPTS, *NEGATIVES])
+        encode_prompts(nets, [*PROMPTS, *NEGATIVES], config)
         _sync(device)
         encode_s, encode_peak = time.perf_counter() - started, peak_memory_bytes(device)
-        pipe.generate(request(PROMPTS[0], 1, settings))  # warm-up: loading, compiling, fp8
+        generate(nets, request(config, PROMPTS[0], 1, settings))  # warm-up: loading, compiling, fp8
         _sync(device)
         started = time.perf_counter()
-        result = pipe.generate(request(PROMPTS[1], settings.steps, settings))
+        result = generate(nets, request(config, PROMPTS[1], settings.steps, settings))
         _sync(device)
         total = time.perf_counter() - started
         memory = (max(encode_peak, result.peak_memory_bytes) if device.type == "cuda"
-                  else _device_weight_bytes(pipe))
+                  else _device_weight_bytes(nets))
     finally:
-        pipe.close()
+        nets.close()
     print(f"  {name}: text encoding {encode_s:.2f} s (all prompts, before the shots); "
           f"shot phases {', '.join(f'{k} {v:.2f}' for k, v in result.timings.items())}", flush=True)
     return Row(name, total, result.timings["denoise"] / settings.steps, memory, result.frames, result.audio)
@@ -182,7 +188,7 @@ def compare(row: Row, base: Row) -> str:
 
 
 def configurations(swap: int, compiled: bool) -> dict[str, tuple[str, dict]]:
-    """key -> (row label, OviPipeline options)."""
+    """key -> (row label, options: a preset, compile, and memory settings of engine.presets)."""
     table = {
         "resident": ("ours, resident bf16", {}),
         "swap": (f"ours, swap {swap}", {"blocks_to_swap": swap}),

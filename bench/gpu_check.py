@@ -48,7 +48,8 @@ from engine.device import peak_memory_bytes, reset_peak_memory  # noqa: E402
 from engine.fp8 import relative_error  # noqa: E402
 from engine.model import FusionModel  # noqa: E402
 from engine.offload import move_except, stream_model  # noqa: E402
-from engine.presets import PRESETS, plan_memory  # noqa: E402
+from engine.memory_model import ShotSize  # noqa: E402
+from engine.presets import PRESETS, plan_memory, resolve_memory  # noqa: E402
 from engine.sampling import SamplerSettings, denoise  # noqa: E402
 from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH  # noqa: E402
 from engine.variants import get_variant, snap_t2v_size  # noqa: E402
@@ -258,8 +259,8 @@ def rows(bench: Bench) -> dict[str, Callable[[], Result]]:
     def preset(key: str):
         p = PRESETS[key]
         h, w = bench.shot.video_shape[2] * 16, bench.shot.video_shape[3] * 16
-        blocks = plan_memory(bench.arch, p, height=h, width=w, video_tokens=bench.shot.video_tokens,
-                             audio_tokens=bench.shot.audio_tokens).blocks_to_swap
+        shot = ShotSize(h, w, bench.shot.video_tokens, bench.shot.audio_tokens)
+        blocks = plan_memory(resolve_memory(key, free_bytes=0), bench.arch, shot).blocks_to_swap
         return swapped(blocks, f"ours, preset {key} (swap {blocks}{', fp8' if p.fp8 else ''})", p.fp8)
 
     def step_cache():

@@ -78,7 +78,8 @@ class SwapPlan:
         return out
 
 
-def _linear_weights(modules: list[nn.Module]) -> list[nn.Parameter]:
+def linear_weights(modules: list[nn.Module]) -> list[nn.Parameter]:
+    """The Linear weights of `modules`: what block swapping streams."""
     return [m.weight for root in modules for m in root.modules()
             if isinstance(m, nn.Linear) or type(m).__name__ == "FP8Linear"]
 
@@ -108,7 +109,7 @@ class LayerStreamer:
     def __init__(self, layers: list[list[nn.Module]], plan: SwapPlan, device: torch.device):
         self.plan, self.device = plan, torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.params = {i: _linear_weights(layers[i]) for i in plan.streamed}
+        self.params = {i: linear_weights(layers[i]) for i in plan.streamed}
         if not plan.active:
             for i in plan.streamed:
                 for p in self.params[i]:
@@ -200,7 +201,7 @@ def stream_layers(model: nn.Module, layers: list[list[nn.Module]], blocks_to_swa
     `blocks_to_swap` evenly spread `layers` in (pinned) CPU memory, streamed by the returned
     streamer; parameters whose id is in `keep_on_cpu` stay in CPU memory too."""
     plan = SwapPlan.build(len(layers), blocks_to_swap, slots)
-    streamed = frozenset(id(p) for i in plan.streamed for p in _linear_weights(layers[i]))
+    streamed = frozenset(id(p) for i in plan.streamed for p in linear_weights(layers[i]))
     move_except(model, device, streamed | keep_on_cpu)
     return LayerStreamer(layers, plan, device)
 
@@ -213,7 +214,7 @@ def stream_model(model: nn.Module, blocks_to_swap: int, device, slots: int = 2) 
 
 def layer_bytes(modules: list[nn.Module]) -> int:
     """Bytes of the Linear weights one fusion layer streams."""
-    return _layout(_linear_weights(modules))[1]
+    return _layout(linear_weights(modules))[1]
 
 
 def auto_blocks_to_swap(*, num_layers: int, bytes_per_layer: int, other_weight_bytes: int,

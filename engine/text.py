@@ -25,11 +25,11 @@ from torch import nn
 
 from engine.arch import T5Params
 from engine.embedding_cache import EmbeddingCache, embedding_key
-from engine.errors import CheckpointError
 from engine.fingerprint import file_fingerprint, folder_fingerprint
 from engine.layout import T5_WEIGHTS, TOKENIZER_DIR
 from engine.offload import LayerStreamer, stream_layers
-from engine.pth_weights import download_hint, load_strict, read_pth_state_dict
+from engine.pth_weights import load_strict, read_pth_state_dict
+from engine.tokenizer import load_tokenizer
 
 TEXT_LEN = 512  # every text is padded (and truncated) to this many tokens, EOS included
 TEXT_BATCH = 3  # the reference encodes [prompt, video negative, audio negative] together
@@ -176,27 +176,13 @@ def stream_t5_encoder(model: T5Encoder, device) -> LayerStreamer:
                          keep_on_cpu=table)
 
 
-def load_tokenizer(ckpt_dir: str | Path):
-    from transformers import AutoTokenizer
-
-    root = Path(ckpt_dir)
-    folder = root / TOKENIZER_DIR
-    if not folder.is_dir():
-        raise CheckpointError(folder, "tokenizer folder not found", download_hint(root, TOKENIZER_DIR + "/*"))
-    try:
-        return AutoTokenizer.from_pretrained(str(folder))
-    except Exception as exc:  # any unreadable tokenizer file
-        raise CheckpointError(folder, f"cannot load the tokenizer ({exc})",
-                              download_hint(root, TOKENIZER_DIR + "/*")) from None
-
-
 class TextEncoder:
     """Tokenizer + T5 encoder: texts -> one [n_tokens, dim] embedding per text (n <= 512)."""
 
     def __init__(self, ckpt_dir: str | Path, params: T5Params, *, device="cpu", dtype=torch.bfloat16,
                  stream: bool = False):
         self.device = torch.device(device)
-        self.tokenizer = load_tokenizer(ckpt_dir)
+        self.tokenizer = load_tokenizer(ckpt_dir, TEXT_LEN)
         self.streamer = None
         if stream:
             self.model = load_t5_encoder(ckpt_dir, params, device="cpu", dtype=dtype)
@@ -207,10 +193,8 @@ class TextEncoder:
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> list[torch.Tensor]:
         """Encode a batch; each result is trimmed to its real length (tokens + EOS), on CPU."""
-        batch = self.tokenizer([clean_text(t) for t in texts], padding="max_length", truncation=True,
-                               max_length=TEXT_LEN, add_special_tokens=True, return_tensors="pt")
-        ids = batch.input_ids.to(self.device)
-        mask = batch.attention_mask.to(self.device)
+        ids, mask = (torch.tensor(rows, device=self.device)
+                     for rows in self.tokenizer([clean_text(t) for t in texts]))
         hidden = self.model(ids, mask, self.streamer)
         lengths = mask.gt(0).sum(dim=1).tolist()
         return [h[:n].cpu() for h, n in zip(hidden, lengths)]
@@ -233,7 +217,6 @@ class PromptEmbeddings:
         self.dtype = dtype
         self.identity = "t5=" + file_fingerprint(self.ckpt_dir / T5_WEIGHTS) + ";tokenizer=" + \
             folder_fingerprint(self.ckpt_dir, [TOKENIZER_DIR])
-        self.stream = False  # stream the encoder's blocks (set by the pipeline's memory plan)
         self.encoded_texts = 0  # texts this object has run through the encoder
         self._encoder: TextEncoder | None = None
         self._memo: dict[str, torch.Tensor] = {}
@@ -241,8 +224,9 @@ class PromptEmbeddings:
     def key(self, text: str) -> str:
         return embedding_key(clean_text(text), self.identity, str(self.dtype))
 
-    def ensure(self, texts: Iterable[str]) -> None:
-        """Make every text's embedding available, encoding only those not cached."""
+    def ensure(self, texts: Iterable[str], stream: bool = False) -> None:
+        """Make every text's embedding available, encoding only those not cached. stream: the
+        encoder, if it must be loaded, streams its blocks (it does not fit the device)."""
         missing: dict[str, str] = {}
         for text in texts:
             key = self.key(text)
@@ -257,7 +241,7 @@ class PromptEmbeddings:
             return
         if self._encoder is None:
             self._encoder = TextEncoder(self.ckpt_dir, self.params, device=self.device, dtype=self.dtype,
-                                        stream=self.stream)
+                                        stream=stream)
         keys = list(missing)
         for start in range(0, len(keys), TEXT_BATCH):
             batch = keys[start:start + TEXT_BATCH]

@@ -1,4 +1,4 @@
-"""The memory model (engine.presets, engine.video_vae) against what the code really holds.
+"""The memory model (engine.memory_model, engine.video_vae) against what the code really holds.
 
 `LiveTensorBytes` measures the peak of live tensors on the CPU — the analogue of CUDA's
 `max_memory_allocated` without kernels' workspaces — for each phase of a shot at tiny sizes.
@@ -13,7 +13,7 @@ import torch
 
 from engine.arch import load_arch
 from engine.checkpoint import load_fusion_model
-from engine.presets import activation_bytes, text_encoder_activation_bytes
+from engine.memory_model import activation_bytes, text_encoder_activation_bytes
 from engine.sampling import cfg_branches
 from engine.testing.memory_meter import LiveTensorBytes
 from engine.text import TextEncoder

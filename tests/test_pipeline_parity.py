@@ -15,7 +15,10 @@ import torch
 from PIL import Image
 
 from component_goldens import load_golden, rel_error
-from engine.pipeline import OviPipeline, ShotRequest
+import dataclasses
+
+from engine.networks import Networks
+from engine.pipeline import ShotRequest, generate
 from engine.sampling import SamplerSettings
 from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH
 
@@ -36,13 +39,11 @@ def render(ckpt, cache, shots, settings, tensors, name, **changes):
     request = ShotRequest(prompt=shot["prompt"], video_negative=settings["video_negative"],
                           audio_negative=settings["audio_negative"], height=shot.get("height") or 0,
                           width=shot.get("width") or 0, first_frame=image, sampler=sampler)
-    for key, value in changes.items():
-        setattr(request, key, value)
-    pipe = OviPipeline(ckpt, "720x720_5s", cache_dir=cache)
+    nets = Networks(ckpt, "720x720_5s", cache_dir=cache)
     try:
-        return pipe.generate(request)
+        return generate(nets, dataclasses.replace(request, **changes))
     finally:
-        pipe.close()
+        nets.close()
 
 
 def frame_levels(ours: torch.Tensor, reference: torch.Tensor) -> tuple[float, int]:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-import engine.pipeline as pipeline_module
+import engine.networks as networks_module
 from engine.arch import load_arch
 from engine.layout import fp8_weights, fusion_weights
 from engine.testing.tiny_fusion import write_fusion
@@ -70,8 +70,8 @@ def test_a_preset_with_fp8_keys_the_takes_and_leaving_it_re_renders(tmp_path, ti
 
 def test_shots_that_differ_in_fp8_reload_the_model_between_them(tmp_path, tiny_ckpt_short, monkeypatch):
     loads = []
-    real_load = pipeline_module.load_fusion_model
-    monkeypatch.setattr(pipeline_module, "load_fusion_model",
+    real_load = networks_module.load_fusion_model
+    monkeypatch.setattr(networks_module, "load_fusion_model",
                         lambda *a, **kw: loads.append(kw["fp8"]) or real_load(*a, **kw))
     render(tmp_path, tiny_ckpt_short, b_fp8=True)
     assert loads == [False, "scaled"]

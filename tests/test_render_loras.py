@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import engine.pipeline as pipeline_module
+import engine.networks as networks_module
 from engine.arch import load_arch
 from engine.testing.tiny_lora import write_tiny_lora
 from ovi_studio.lint.runner import LintOptions, lint_path
@@ -83,8 +83,8 @@ def test_loras_are_keyed_by_content_and_scale_and_scale_zero_keys_nothing(tmp_pa
 def test_a_render_merges_the_lora_per_shot_and_scale_zero_is_bit_identical(tmp_path, tiny_ckpt_short,
                                                                               monkeypatch):
     loads = []
-    real_load = pipeline_module.load_fusion_model
-    monkeypatch.setattr(pipeline_module, "load_fusion_model",
+    real_load = networks_module.load_fusion_model
+    monkeypatch.setattr(networks_module, "load_fusion_model",
                         lambda *a, **kw: loads.append(kw["loras"]) or real_load(*a, **kw))
     story = _story(tmp_path, tiny_ckpt_short, scale=2.0)
     _render(story, tiny_ckpt_short)

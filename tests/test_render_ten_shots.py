@@ -10,7 +10,7 @@ import gc
 import pytest
 import torch
 
-import engine.pipeline as pipeline_module
+import engine.networks as networks_module
 from ovi_studio.render.engines import OviEngine
 from ovi_studio.render.inputs import RenderOptions
 from ovi_studio.render.progress import RenderProgress
@@ -44,8 +44,8 @@ def bytes_in_use(device: str) -> int:
 def test_ten_shots_load_the_model_once_and_memory_holds_steady(tmp_path, tiny_ckpt_short,
                                                                monkeypatch, device):
     loads, in_use = [], []
-    real_load, real_render = pipeline_module.load_fusion_model, OviEngine.render
-    monkeypatch.setattr(pipeline_module, "load_fusion_model",
+    real_load, real_render = networks_module.load_fusion_model, OviEngine.render
+    monkeypatch.setattr(networks_module, "load_fusion_model",
                         lambda *a, **kw: loads.append(kw) or real_load(*a, **kw))
 
     def render_and_measure(self, *args, **kwargs):

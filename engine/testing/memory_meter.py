@@ -4,7 +4,7 @@ CPU torch has no allocator statistics and RSS mixes in everything else, so the m
 every op's outputs (a TorchDispatchMode) and counts a storage from the op that creates it until
 the last tensor referring to it is collected. Tensors that exist before the meter starts (the
 weights) are not counted, nor are kernels' private workspaces. The tests use it to check the
-memory model (engine.presets, engine.video_vae.decode_bytes_estimate) against what the code
+memory model (engine.memory_model, engine.video_vae.decode_bytes_estimate) against what the code
 really holds at once, without a GPU.
 """
 from __future__ import annotations

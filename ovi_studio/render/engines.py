@@ -91,7 +91,8 @@ def memory_saving(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 class OviEngine:
-    """The model: `engine.pipeline.OviPipeline`, loaded once per render and reused per take."""
+    """The model: the networks of `engine.networks`, loaded once per render and reused per take;
+    each take runs `engine.pipeline.generate` with its own memory settings."""
 
     name = "ovi"
     color_drift = True
@@ -104,54 +105,64 @@ class OviEngine:
         self.ckpt_dir, self.variant, self.device = Path(ckpt_dir), variant, device
         self.dtype, self.fp8_weights, self.cache_dir, self.preset = dtype, fp8_weights, cache_dir, preset
         self.attention, self.compile = attention, compile
-        self._pipeline = None
+        self._networks = None
+        self._memory = None  # the render's memory settings (engine.presets), then the last take's
+        self._loras: tuple = ()  # the last take's LoRAs (engine.lora_keys.LoraSpec)
 
     @property
-    def pipeline(self):
-        if self._pipeline is None:
+    def networks(self):
+        if self._networks is None:
             import torch
-            from engine.pipeline import OviPipeline
-            kwargs = {"device": self.device, "fp8": False, "cache_dir": self.cache_dir,
-                      "preset": self.preset, "attention": self.attention, "compile": self.compile}
-            if self.dtype:
-                kwargs["dtype"] = getattr(torch, DTYPES[self.dtype])
-            self._pipeline = OviPipeline(self.ckpt_dir, self.variant, **kwargs)
-        return self._pipeline
+            from engine.device import free_device_bytes
+            from engine.networks import Networks
+            from engine.presets import resolve_memory
+            # the machine's free memory is taken once, before anything of ours is on the device
+            self._memory = resolve_memory(self.preset, free_bytes=free_device_bytes(self.device))
+            dtype = getattr(torch, DTYPES[self.dtype]) if self.dtype else torch.bfloat16
+            self._networks = Networks(self.ckpt_dir, self.variant, device=self.device, dtype=dtype,
+                                      cache_dir=self.cache_dir, attention=self.attention,
+                                      compile=self.compile)
+        return self._networks
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, **self.pipeline.describe()}
+        from engine.pipeline import describe
+        return {"name": self.name, **describe(self.networks, self._memory, self._loras)}
 
     def prepare(self, jobs: list[ShotJob]) -> None:
+        from engine.pipeline import encode_prompts
         texts = list(dict.fromkeys(text for job in jobs for text in job.texts))
         if texts:
-            self.pipeline.encode_prompts(texts)
+            encode_prompts(self.networks, texts, self._shot_memory({}))
+
+    def _shot_memory(self, settings: dict[str, Any]):
+        """The render's memory settings with the shot's own in place. fp8 is a shot setting (a
+        preset's fp8 arrives as one, so the plan keys it); tiled_vae true forces tiling, false
+        leaves it to the preset or the decode's size; blocks_to_swap 0, the default, defers to
+        the preset (N or "auto" give the same bits)."""
+        return self._memory.override(fp8=self.fp8_weights if settings.get("fp8") else False,
+                                     tiled_vae=True if settings.get("tiled_vae") else None,
+                                     blocks_to_swap=settings.get("blocks_to_swap") or None)
 
     def render(self, job: ShotJob, first_frame: Image.Image | None,
                on_step: StepCallback | None = None) -> ShotOutput:
-        from engine.pipeline import ShotRequest
+        from engine.pipeline import ShotRequest, generate
         from engine.sampling import SamplerSettings
-        sampler = SamplerSettings(**_sampler_fields(SamplerSettings, job))
+        networks = self.networks
+        # fp8 and LoRAs are shot settings: a shot that asks for others reloads the weights
+        self._memory, self._loras = self._shot_memory(job.settings), _lora_specs(job)
         request = ShotRequest(prompt=job.prompt, video_negative=job.video_negative or "",
                               audio_negative=job.audio_negative or "", height=job.height,
-                              width=job.width, first_frame=first_frame, sampler=sampler)
-        # fp8 and LoRAs are shot settings (a preset's fp8 arrives as one, so the plan keys it)
-        self.pipeline.set_fp8(self.fp8_weights if job.settings.get("fp8") else False)
-        self.pipeline.set_loras(_lora_specs(job))
-        # None lets the pipeline tile when the decode would be large; True forces tiling.
-        self.pipeline.tiled_vae = True if job.settings.get("tiled_vae") else self._preset_tiling()
-        swap = job.settings.get("blocks_to_swap")
-        if swap is not None and (swap or self.preset is None):  # 0, the default, defers to a preset
-            self.pipeline.blocks_to_swap = swap  # N or "auto"; the output is the same bits
+                              width=job.width, first_frame=first_frame,
+                              sampler=SamplerSettings(**_sampler_fields(SamplerSettings, job)),
+                              memory=self._memory, loras=self._loras)
         started = time.perf_counter()
         try:
-            result = self.pipeline.generate(request, callback=on_step)
+            result = generate(networks, request, callback=on_step)
         except Exception as exc:
             if _is_oom(exc):
                 _free_cuda_cache()
                 raise OutOfMemory(OOM_ADVICE) from exc
             raise
-        if result is None:
-            raise RuntimeError("the engine returned no result")
         latents = {"video": result.video_latents, "audio": result.audio_latents}
         info = {"timings": {**dict(result.timings or {}), "total_s": time.perf_counter() - started},
                 "peak_memory_bytes": result.peak_memory_bytes,
@@ -159,14 +170,10 @@ class OviEngine:
         return ShotOutput(np.asarray(result.frames, np.uint8), np.asarray(result.audio, np.float32),
                           latents, info)
 
-    def _preset_tiling(self) -> bool | None:
-        preset = self.pipeline.preset
-        return True if preset is not None and preset.tiled_vae else None
-
     def close(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.close()
-            self._pipeline = None
+        if self._networks is not None:
+            self._networks.close()
+            self._networks = None
 
 
 def _sampler_fields(cls, job: ShotJob) -> dict[str, Any]:

@@ -141,11 +141,11 @@ def _preset_settings(preset: str | None) -> dict[str, str]:
     the output and so belongs in every take's cache key."""
     if preset is None:
         return {}
-    from engine.presets import PRESETS
+    from engine.presets import PRESETS, resolve_memory
     if preset not in PRESETS:
         raise UserError(f"unknown memory preset {preset!r}",
                         hint=f"choose one of {', '.join(PRESETS)} (`ovi-studio doctor` suggests one)")
-    return {"fp8": "true"} if PRESETS[preset].fp8 else {}
+    return {"fp8": "true"} if resolve_memory(preset, free_bytes=0).fp8 else {}
 
 
 def _check_output_overrides(overrides: dict[str, str]) -> None:

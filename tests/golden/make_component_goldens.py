@@ -202,11 +202,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", default="/work/ovi-ref")
     args = parser.parse_args()
+    from tests.golden.provenance import provenance
     from tests.golden.refenv import import_reference
 
     torch.set_num_threads(2)
     DATA.mkdir(parents=True, exist_ok=True)
-    meta = {"seeds": json.dumps(SEEDS), "arch": json.dumps(TINY_ARCH), "torch": torch.__version__}
+    meta = {"seeds": json.dumps(SEEDS), "arch": json.dumps(TINY_ARCH),
+            **provenance(args.reference, ("torch", "transformers", "einops", "omegaconf"))}
     with tempfile.TemporaryDirectory() as tmp, import_reference(args.reference) as ref:
         ckpt = write_components(Path(tmp))
         goldens = {

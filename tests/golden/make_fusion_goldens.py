@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
 import refenv  # noqa: E402
+from provenance import provenance  # noqa: E402
 from engine.arch import parse_arch  # noqa: E402
 from engine.testing.tiny_checkpoint import TINY_ARCH  # noqa: E402
 from engine.testing.tiny_fusion import state_fingerprint, tiny_fusion_state_dict, write_fusion  # noqa: E402
@@ -187,7 +188,7 @@ def main(argv=None) -> None:
                 "weights_sha256": state_fingerprint(tiny_fusion_state_dict(arch, WEIGHT_SEED)),
                 "arch": json.dumps({k: TINY_ARCH[k] for k in ("video_dit", "audio_dit")}),
                 "sampling": json.dumps(SAMPLING), "fwd_slg_layer": str(FWD_SLG_LAYER),
-                "torch": torch.__version__, "reference": str(args.reference)}
+                **provenance(args.reference, ("torch", "diffusers"))}
         with refenv.import_reference(args.reference) as ref, torch.inference_mode(), \
                 refenv.cuda_autocast_emulation():
             model = reference_model(ref, arch, weights)

@@ -29,11 +29,14 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "golden")]
 import make_component_goldens as components  # noqa: E402
 import make_fusion_goldens as fusion  # noqa: E402
 import refenv  # noqa: E402
+from provenance import provenance  # noqa: E402
 from engine.arch import load_arch  # noqa: E402
 from engine.layout import fusion_weights  # noqa: E402
 from engine.pipeline import frames_uint8  # noqa: E402
 from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH, write_tiny_checkpoint  # noqa: E402
 from engine.variants import get_variant, snap_t2v_size  # noqa: E402
+
+PIPELINE_LIBRARIES = ("torch", "transformers", "diffusers", "einops")
 
 DATA = Path(__file__).parent / "data"
 VARIANT = "720x720_5s"
@@ -105,7 +108,8 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / "pipeline_shots.safetensors"
     save_file(tensors, str(path), metadata={"shots": json.dumps(SHOTS), "settings": json.dumps(SETTINGS),
-                                            "arch": json.dumps(TINY_SHORT_ARCH), "torch": torch.__version__})
+                                            "arch": json.dumps(TINY_SHORT_ARCH),
+                                            **provenance(args.reference, PIPELINE_LIBRARIES)})
     print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB)")
 
 
