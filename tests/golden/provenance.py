@@ -60,11 +60,18 @@ def provenance(reference: str | Path, libraries: tuple[str, ...], argv: list[str
 
 
 def read_provenance(path: Path) -> dict[str, str]:
-    """The provenance fields a golden file records ({} when it records none)."""
+    """The provenance fields a golden file records ({} when it records none): top-level
+    safetensors metadata, or a "provenance" object (JSON goldens, or a JSON string in the
+    metadata); versions as a JSON string either way."""
     if path.suffix == ".safetensors":
         from safetensors import safe_open
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
+        if "provenance" in meta:
+            meta = json.loads(meta["provenance"])
     else:
         meta = json.loads(path.read_text(encoding="utf-8")).get("provenance", {})
-    return {k: meta[k] for k in FIELDS if k in meta}
+    found = {k: meta[k] for k in FIELDS if k in meta}
+    if isinstance(found.get("versions"), dict):
+        found["versions"] = json.dumps(found["versions"], sort_keys=True)
+    return found
