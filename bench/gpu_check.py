@@ -25,7 +25,6 @@ is per shot (its steps against the 50 of a final). Kernels that are not installe
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import gc
 import platform

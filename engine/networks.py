@@ -41,10 +41,13 @@ def check_files(root: Path, variant: Variant, fp8: bool | str) -> None:
 class Networks:
     def __init__(self, ckpt_dir: str | Path, variant: str, *, device="cpu", dtype=torch.bfloat16,
                  attention: str = "auto", compile: bool = False,
-                 cache_dir: str | Path | None = None, fp8_matmul: bool | None = None):
+                 cache_dir: str | Path | None = None, fp8_matmul: bool | None = None,
+                 fp8_file: str | Path | None = None):
         """attention: a backend of engine.attention ("auto" picks the best); compile:
         `torch.compile` the fusion layers (the first shot pays the compile time); fp8_matmul:
-        scaled-fp8 weights multiply in fp8 (None: where the GPU has fp8 tensor cores)."""
+        scaled-fp8 weights multiply in fp8 (None: where the GPU has fp8 tensor cores);
+        fp8_file: a musubi-tuner or ComfyUI/kijai fp8_scaled fusion file that fp8="scaled"
+        reads instead of converting the folder's bf16 weights."""
         self.root = Path(ckpt_dir)
         check_files(self.root, get_variant(variant), False)
         self.arch: Arch = load_arch(self.root)
@@ -52,6 +55,7 @@ class Networks:
         self.device = torch.device(device)
         self.dtype, self.attention, self.compile, self.cache_dir = dtype, attention, compile, cache_dir
         self.fp8_matmul = fp8_matmul_available(self.device) if fp8_matmul is None else fp8_matmul
+        self.fp8_file = fp8_file
         self.cache = EmbeddingCache(cache_dir)
         self.embeddings = PromptEmbeddings(self.root, self.arch.t5, self.cache, device=self.device)
         self.model: FusionModel | None = None
@@ -74,7 +78,8 @@ class Networks:
         if fp8 is True:
             check_files(self.root, self.variant, fp8)
         load = dict(device=self.device, dtype=self.dtype, fp8=fp8, attention=self.attention,
-                    cache_dir=self.cache_dir, loras=loras, fp8_matmul=self.fp8_matmul and fp8 == "scaled")
+                    cache_dir=self.cache_dir, loras=loras, fp8_matmul=self.fp8_matmul and fp8 == "scaled",
+                    fp8_file=self.fp8_file if fp8 == "scaled" else None)
         if blocks_to_swap:
             self.model, _ = load_fusion_model(self.root, self.variant.name, read_device="cpu", **load)
             self.streamer = stream_model(self.model, blocks_to_swap, self.device)

@@ -165,6 +165,7 @@ def describe(nets: Networks, memory: MemoryConfig, loras: tuple[LoraSpec, ...] =
         "compile": nets.compile,
         "fp8": memory.fp8,
         "fp8_matmul": nets.fp8_matmul and memory.fp8 == "scaled",
+        "fp8_file": str(nets.fp8_file) if nets.fp8_file is not None and memory.fp8 == "scaled" else None,
         "loras": [{"path": str(lora.path), "scale": lora.scale, "tower": lora.tower} for lora in loras],
         "preset": memory.preset,
         "blocks_to_swap": memory.blocks_to_swap,

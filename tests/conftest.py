@@ -36,3 +36,18 @@ def tiny_ckpt_short(tmp_path_factory):
     from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH, write_tiny_checkpoint
     return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "short", seed=0,
                                  arch_json=TINY_SHORT_ARCH)
+
+
+@pytest.fixture(scope="module")
+def tiny_fusion_folder(tmp_path_factory):
+    """A folder with only arch.json and the tiny 720x720_5s fusion file (what the fusion model
+    loads), written once per test module."""
+    import json
+
+    from engine.arch import parse_arch
+    from engine.testing.tiny_checkpoint import TINY_ARCH
+    from engine.testing.tiny_fusion import write_fusion
+    root = tmp_path_factory.mktemp("fusion")
+    (root / "arch.json").write_text(json.dumps(TINY_ARCH))
+    write_fusion(root, parse_arch(TINY_ARCH), "720x720_5s", seed=5)
+    return root

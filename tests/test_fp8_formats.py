@@ -3,7 +3,6 @@ own fp8 values and scales; row-scaled layers multiply in fp8 (`torch._scaled_mm`
 on the CPU); elsewhere a layer's weights are expanded once per step, not once per call."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -16,7 +15,6 @@ from engine.errors import CheckpointError
 from engine.fp8 import FP8, FP8_MAX, FP8Linear, relative_error, scaled_matmul
 from engine.sampling import SamplerSettings, denoise
 from engine.testing.tiny_checkpoint import TINY_ARCH
-from engine.testing.tiny_fusion import write_fusion
 
 CPU = torch.device("cpu")
 ARCH = parse_arch(TINY_ARCH)
@@ -24,11 +22,8 @@ LAYER = "video_model.blocks.1.self_attn.q"
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("base")
-    (root / "arch.json").write_text(json.dumps(TINY_ARCH))
-    write_fusion(root, ARCH, "720x720_5s", seed=7)
-    return root
+def base(tiny_fusion_folder):
+    return tiny_fusion_folder
 
 
 def _is_linear_weight(key: str, tensor: torch.Tensor) -> bool:

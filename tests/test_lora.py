@@ -14,7 +14,6 @@ from engine.checkpoint import load_fusion_model
 from engine.lora_keys import LoraError, LoraSpec, check_lora, fusion_param_shapes
 from engine.model import FusionModel
 from engine.testing.tiny_checkpoint import TINY_ARCH
-from engine.testing.tiny_fusion import write_fusion
 from engine.testing.tiny_lora import FORMATS, OVI_MODULES, WAN_MODULES, write_tiny_lora
 
 CPU = torch.device("cpu")
@@ -23,11 +22,8 @@ FUSION_FILE = "Ovi/model.safetensors"
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("base")
-    (root / "arch.json").write_text(json.dumps(TINY_ARCH))
-    write_fusion(root, ARCH, "720x720_5s", seed=5)
-    return root
+def base(tiny_fusion_folder):
+    return tiny_fusion_folder
 
 
 def _inputs():
