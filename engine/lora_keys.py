@@ -160,8 +160,8 @@ def read_lora(path: str | Path, module_paths: list[str]) -> LoraFile:
     against them."""
     path = Path(path)
     if not path.is_file():
-        raise LoraError(path, "LoRA file not found", "check the `loras:` path (relative paths "
-                        "are relative to the storyboard)")
+        raise LoraError(path, "LoRA file not found", "check the `loras:` path; relative paths "
+                        "are relative to the storyboard")
     shapes = safetensors_shapes(path)
     keys = sorted(shapes)
     fmt = _format_of(keys)
