@@ -4,7 +4,7 @@ from __future__ import annotations
 from ovi_studio.cli.app import app
 
 # Each module registers its commands on `app` when imported.
-from ovi_studio.cli import check_cmd, storyboard_cmds, cache_cmd, render_cmd, delivery_cmds, fetch_cmd  # noqa: E402,F401
+from ovi_studio.cli import check_cmd, storyboard_cmds, cache_cmd, render_cmd, delivery_cmds, fetch_cmd, batch_cmd  # noqa: E402,F401
 
 
 def main() -> None:

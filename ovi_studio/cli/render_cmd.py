@@ -60,6 +60,9 @@ def render(
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="quality checks that make the exit code 1, comma-separated (or all): " + ", ".join(CHECKS)),
     no_lint: bool = typer.Option(False, "--no-lint", help="render even when `check` finds errors (recorded in report.json)"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="when another render holds the output folder: wait for it (default), or exit 2 naming it"),
+    backend: str = typer.Option("local", "--backend", help="local (this process) | ray (one worker per GPU of a Ray cluster)"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --backend ray: the cluster (auto: the running one; none: start a local one)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="with --backend ray: how many workers (default: one per GPU)"),
 ) -> None:
     """Render a storyboard: every stale shot through the engine, then the final cut."""
     from ovi_studio.render.progress import make_progress
@@ -85,7 +88,7 @@ def render(
         print_plan(session, plan)
         raise typer.Exit(1 if plan.blocked else 0)
     with progress:
-        outcome = session.run()
+        outcome = session.run(make_backend(backend, address, workers))
     summarize(outcome, session.out_dir, quiet, json_)
     hand_off(outcome, junit, json_)
     raise typer.Exit(outcome.exit_code)
@@ -123,6 +126,18 @@ def print_plan(session, plan) -> None:
                    f"{step.frames}f seed {step.seed} ~{step.estimate_seconds:.0f}s: {action}{why}")
     total = sum(s.estimate_seconds for s in steps if id(s) in will)
     typer.echo(f"{len(will)} take(s) to render, estimated {total:.0f}s of GPU time")
+
+
+def make_backend(name: str, address: str | None, workers: int | None):
+    """The scheduler's workers: None for this process, or a RayBackend."""
+    if name == "local":
+        if address or workers:
+            raise UserError("--address and --workers go with --backend ray")
+        return None
+    if name != "ray":
+        raise UserError(f"--backend must be local or ray, not {name!r}")
+    from ovi_studio.render.ray_backend import RayBackend
+    return RayBackend(address, workers)
 
 
 def summarize(outcome, out_dir: Path, quiet: bool, to_stderr: bool = False) -> None:

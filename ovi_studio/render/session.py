@@ -10,6 +10,7 @@ report.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -42,6 +43,8 @@ from ovi_studio.render.inputs import (RenderOptions, dialogue_of, display_text, 
 from ovi_studio.render.outdir import OutputFolder, hold
 from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.report import REPORT, TakeRecord, build_report, previous_report, write_report
+from ovi_studio.render.events import EVENTS_NAME, EventLog
+from ovi_studio.render.scheduler import DONE, FAILED, LOCAL, Event, InlineBackend, Outcome, Task, schedule
 
 AUDIO_RATE = 16_000
 ASSEMBLY_VERSION = 3  # 2: report.json lists the cut's segments; 3: mp4 tags
@@ -70,6 +73,48 @@ class RenderOutcome:
 
 # -- the session ------------------------------------------------------------------------------
 
+def render_sessions(sessions: list, backend=None) -> list[RenderOutcome]:
+    """Render prepared sessions (one storyboard each) as one job: their takes form one DAG for
+    the scheduler, each model loads once, each storyboard gets its cut and report."""
+    engines: dict = {}
+    for session in sessions:
+        session.share_engines(engines)
+    with contextlib.ExitStack() as folders:
+        for session in sessions:
+            folders.enter_context(session.holding())
+        return _render_held(sessions, engines, backend)
+
+
+def _render_held(sessions: list, engines: dict, backend) -> list[RenderOutcome]:
+    tasks = [task for session in sessions for task in session.begin(load_engine=backend is None)]
+    interrupted = False
+    try:
+        if backend is not None:
+            backend.start(sessions)
+        schedule(tasks, backend or InlineBackend(_render_in_process),
+                 lambda event: event.task.payload[0].on_event(event))
+    except KeyboardInterrupt:
+        interrupted = True
+        sessions[0].progress.log("interrupted: finished takes are saved; run again to resume",
+                                 important=True)
+    finally:
+        for engine in engines.values():
+            engine.close()
+        if backend is not None:
+            backend.close()
+    for session in sessions:
+        session.collect()
+    return [session._finish(session._started, interrupted) for session in sessions]
+
+
+def _render_in_process(task: Task) -> Outcome:
+    """The in-process worker: render one scheduled take."""
+    session, step = task.payload
+    record = session.render_step(step)
+    return Outcome(DONE if record.ok else FAILED, record, record.reason)
+
+
+
 def shot_job(step, shot, dialogue, settings_extra: dict | None = None, loaded=None) -> ShotJob:
     settings = {**dataclasses.asdict(shot.settings), **(settings_extra or {})}
     return ShotJob(
@@ -97,6 +142,7 @@ class RenderSession:
         self._engine_factory: Callable[[], ShotEngine] | None = None
         self._engine_identity: dict = {}
         self.choices: dict[str, picking.Choice] = {}
+        self.events: EventLog | None = None  # events.jsonl beside the report (the driver's)
 
     # planning ---------------------------------------------------------------------------
     def prepare(self):
@@ -164,17 +210,23 @@ class RenderSession:
         return force is not None and (not force or shot_id in force)
 
     # the run ----------------------------------------------------------------------------
-    def run(self) -> RenderOutcome:
-        """Render every stale take, then assemble and check the cut."""
-        return self._holding(self._run_held)
+    def run(self, backend=None) -> RenderOutcome:
+        """Render every take that needs it and assemble the cut. `backend`: the workers the
+        scheduler dispatches to (ray_backend.RayBackend); None renders in this process."""
+        return render_sessions([self], backend)[0]
 
     def _holding(self, work: Callable[[], RenderOutcome]) -> RenderOutcome:
+        with self.holding():
+            return work()
+
+    @contextlib.contextmanager
+    def holding(self):
         """Hold the output folder (one render at a time; outdir.py), check that every file the
         session will write stays inside it, then do the work."""
         with hold(self.out_dir, storyboard=self.loaded.path, wait=self.options.wait,
                   log=lambda message: self.progress.log(message, important=True)) as folder:
             self._check_targets(folder)
-            return work()
+            yield
 
     def _check_targets(self, folder: OutputFolder) -> None:
         """Refuse the render before it writes anything when a write would leave the folder."""
@@ -184,32 +236,75 @@ class RenderSession:
         for target in targets:
             folder.check_target(target)
 
-    def _run_held(self) -> RenderOutcome:
-        started = time.time()
+    def begin(self, load_engine: bool = True) -> list[Task]:
+        """Record the takes that do not render (not selected, blocked) and return the others
+        as scheduler tasks; `load_engine` starts this process's engine when one will render."""
+        self._started = time.time()
+        self.events = EventLog(self.out_dir / EVENTS_NAME)
         selected = self.selected_shots()
         will_render = self.takes_to_render()
+        self._predicted = {(s.shot.id, s.take) for s in will_render}
         self.progress.start(len(will_render), sum(self.estimate(s) for s in will_render))
-        interrupted = False
-        try:
-            self._prepare_engine(will_render)
-            predicted = {id(s) for s in will_render}
-            for step in self.plan.steps:
-                if step.shot.id not in selected:  # kept as it is; usable in the cut when current
-                    meta = self._committed(step)
-                    self.records.append(self._record(step, "not selected") if meta is None
-                                        else self._cached_record(step, meta))
-                elif step.status == "blocked":
-                    self._record_blocked(step)
-                else:
-                    self._run_step(step, id(step) in predicted)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.progress.log("interrupted: finished takes are saved; run again to resume",
-                              important=True)
-        finally:
-            if self._engine is not None:
-                self._engine.close()
-        return self._finish(started, interrupted)
+        if load_engine:
+            self.prepare_engine(will_render)
+        self._scheduled, self._outcomes = [], {}
+        for step in self.plan.steps:
+            if step.shot.id not in selected:  # kept as it is; usable in the cut when current
+                meta = self._committed(step)
+                self.records.append(self._record(step, "not selected") if meta is None
+                                    else self._cached_record(step, meta))
+            elif step.status == "blocked":
+                self._record_blocked(step)
+            else:
+                self._scheduled.append(step)
+        keys = {(s.shot.id, s.take) for s in self._scheduled}
+        return [Task((self.out_dir, s.shot.id, s.take),
+                     (self.out_dir, s.parent, s.parent_take) if (s.parent, s.parent_take) in keys else None,
+                     (self, s)) for s in self._scheduled]
+
+    def on_event(self, event: Event) -> None:
+        """The scheduler's events: the display, and a line each in events.jsonl."""
+        _, step = event.task.payload
+        label = f"{step.shot.id}/take{step.take}"
+        if event.kind in (DONE, FAILED, "skipped"):
+            self._outcomes[event.task.key] = event.outcome
+        record = event.outcome.result if event.outcome else None
+        self.events.write(event.kind, shot=step.shot.id, take=step.take, worker=event.worker,
+                          attempt=event.task.attempts, t=event.time,
+                          status=record.status if record else None,
+                          reason=event.outcome.reason if event.outcome else None)
+        if event.kind == "dispatched":
+            self.progress.take_started(label if event.worker in (None, LOCAL) else f"{label} on {event.worker}",
+                                       self.estimate(step))
+        elif event.kind == "retry":
+            self.progress.log(f"{label}: the worker {event.worker} crashed ({event.outcome.reason}); "
+                              "retrying", important=True)
+        elif event.kind == "skipped":
+            self.progress.log(f"{label}: skipped ({event.outcome.reason})")
+        elif record is not None and record.status == "cached":
+            if (step.shot.id, step.take) in self._predicted:
+                self.progress.take_finished(label, "up to date", 0.0, self.estimate(step))
+        else:
+            status = "done" if event.kind == DONE else f"FAILED: {event.outcome.reason}"
+            self.progress.take_finished(label, status, record.seconds if record else 0.0, self.estimate(step))
+
+    def collect(self) -> None:
+        """The scheduled takes' records, in plan order (those an interruption stopped have none)."""
+        outcomes = self._outcomes
+        for step in self._scheduled:
+            outcome = outcomes.get((self.out_dir, step.shot.id, step.take))
+            if outcome is None:
+                continue
+            record = outcome.result
+            if record is None:  # never ran: under a failed take, or its worker kept crashing
+                parent = outcomes.get((self.out_dir, step.parent, step.parent_take))
+                skipped = parent is not None and parent.status == FAILED and outcome.reason.startswith("extends")
+                reason = (f"extends {step.parent}, which {'skipped' if parent.result is None else 'failed'}"
+                          if skipped else outcome.reason)
+                record = self._record(step, "skipped" if skipped else "failed", reason)
+            elif outcome.status == FAILED and record.ok:  # rendered, but reported as crashed
+                record.status, record.reason = "failed", outcome.reason
+            self.records.append(record)
 
     def assemble_existing(self) -> RenderOutcome:
         """The cut from the takes already rendered, never calling the engine (`pick`): a take
@@ -307,7 +402,7 @@ class RenderSession:
     def _parent_layout(self, step) -> TakeLayout:
         return TakeLayout(step.parent_dir)
 
-    def _prepare_engine(self, will_render) -> None:
+    def prepare_engine(self, will_render) -> None:
         if not will_render:
             return
         from engine.errors import CheckpointError
@@ -319,29 +414,34 @@ class RenderSession:
         except CheckpointError as exc:
             raise UserError(f"the {self._engine_name} engine cannot start: {exc}") from None
 
-    def _run_step(self, step, predicted: bool) -> None:
-        with working_on(f"{step.shot.id}/take{step.take}"):
-            self._run_take(step, predicted)
+    def share_engines(self, engines: dict) -> None:
+        """Take the engine from `engines` when another session loaded the same model there (a
+        worker rendering many storyboards loads each model once)."""
+        o = self.options
+        key = (self._engine_name, self.loaded.variant.name, str(self.ckpt_dir), o.device, o.dtype,
+               o.preset, o.attention, o.compile)
+        make = self._engine_factory
 
-    def _run_take(self, step, predicted: bool) -> None:
-        label = f"{step.shot.id}/take{step.take}"
-        parent_record = (self._take_record(step.parent, step.parent_take)
-                         if step.parent is not None else None)
-        parent_failed = parent_record if parent_record is not None and not parent_record.ok else None
-        if parent_failed is not None:
-            record = self._record(step, "skipped", f"extends {step.parent}, which {parent_failed.status}")
-            self.records.append(record)
-            self.progress.log(f"{label}: skipped ({record.reason})")
-            return
+        def shared() -> ShotEngine:
+            if key not in engines:
+                engines[key] = make()
+            return engines[key]
+        self._engine_factory = shared
+
+    def render_step(self, step) -> TakeRecord:
+        """Render one take whose parent is done (or reuse it when it is committed already: a
+        retried or duplicated take never renders twice); its record, failed with the reason
+        when it failed."""
+        with working_on(f"{step.shot.id}/take{step.take}"):
+            return self._render_step(step)
+
+    def _render_step(self, step) -> TakeRecord:
         meta = None if self._forced(step.shot.id) else self._committed(step)
         if meta is not None:
-            self.records.append(self._cached_record(step, meta))
-            if predicted:
-                self.progress.take_finished(label, "up to date", 0.0, self.estimate(step))
-            return
+            return self._cached_record(step, meta)
         if self._engine is None:  # not predicted (e.g. files deleted meanwhile): load now
-            self._prepare_engine([step])
-        self.progress.take_started(label, self.estimate(step))
+            self.prepare_engine([step])
+        self._current = step
         started = time.perf_counter()
         record = self._record(step, "failed")
         try:
@@ -358,9 +458,13 @@ class RenderSession:
             record.reason = f"{type(exc).__name__}: {exc}"
             record_error(step.artifact_dir, traceback.format_exc())
         record.seconds = time.perf_counter() - started
-        self.records.append(record)
-        status = "done" if record.ok else f"FAILED: {record.reason}"
-        self.progress.take_finished(label, status, record.seconds, self.estimate(step))
+        return record
+
+    def _on_step(self, done: int, total: int) -> None:
+        self.progress.step(done, total)
+        if self.events is not None:
+            self.events.write("step", shot=self._current.shot.id, take=self._current.take,
+                              done=done, total=total)
 
     # one take ---------------------------------------------------------------------------
     def _render_take(self, step) -> dict:
@@ -371,14 +475,14 @@ class RenderSession:
         job = shot_job(step, shot, dialogue_of(self.loaded, shot),
                        {"tiled_vae": bool(yaml_value(self.options.overrides.get("tiled_vae", "false")))}, self.loaded)
         try:
-            output = self._engine.render(job, first, self.progress.step)
+            output = self._engine.render(job, first, self._on_step)
         except OutOfMemory:
             if not self.options.oom_retry:
                 raise
             self.progress.log(f"{shot.id}: out of memory; retrying once with more memory saving",
                               important=True)
             job = dataclasses.replace(job, settings=memory_saving(job.settings))
-            output = self._engine.render(job, first, self.progress.step)
+            output = self._engine.render(job, first, self._on_step)
         color = self._color_match(step, output)
         return self._write_take(step, layout, job, output, first, provenance, color)
 

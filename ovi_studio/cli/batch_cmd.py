@@ -1,0 +1,50 @@
+"""`ovi-studio batch`: render many storyboards as one job and print one summary table."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ovi_studio.cli.app import app, guarded
+from ovi_studio.cli.render_cmd import make_backend
+
+
+@app.command("batch")
+@guarded
+def batch_command(
+    paths: List[Path] = typer.Argument(..., help="storyboards, or folders of them"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="ovi | preview | auto (per storyboard by default)"),
+    ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder (also OVI_CKPT_DIR, `ckpt_dir:`)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
+    set_: List[str] = typer.Option([], "--set", help="key=value over every shot of every storyboard (repeatable)"),
+    backend: str = typer.Option("local", "--backend", help="local (this process) | ray (one worker per GPU of a Ray cluster)"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --backend ray: the cluster (auto: the running one; none: start a local one)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="with --backend ray: how many workers (default: one per GPU)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
+    no_lint: bool = typer.Option(False, "--no-lint", help="render storyboards even when `check` finds errors"),
+) -> None:
+    """Render every storyboard (each into its own output folder, as `render` would) as one job;
+    exit status 1 when any shot failed. A storyboard with lint errors is not rendered (the
+    others are), as `render` refuses it."""
+    from ovi_studio.render.batch import render_batch
+    from ovi_studio.render.inputs import RenderOptions, parse_overrides
+    from ovi_studio.render.progress import make_progress
+
+    overrides = parse_overrides(set_)
+    progress = make_progress(quiet)
+    with progress:
+        rows = render_batch(paths, lambda path: RenderOptions(
+            source=path, engine=engine, device=device, ckpt_dir=ckpt_dir, overrides=overrides, quiet=quiet, lint=not no_lint),
+            progress, make_backend(backend, address, workers))
+    table = Table(title="batch")
+    for column in ("storyboard", "rendered", "fresh", "failed", "GPU s", "cut"):
+        table.add_column(column, justify="right" if column in ("rendered", "fresh", "failed", "GPU s") else "left")
+    for row in rows:
+        table.add_row(str(row.storyboard), str(row.count("rendered")), str(row.count("cached")),
+                      str(row.count("failed", "skipped")) if row.error is None else "not planned",
+                      f"{row.gpu_seconds:.1f}", str(row.cut or row.error or "-"))
+    Console(width=200, highlight=False).print(table)
+    raise typer.Exit(0 if all(row.ok for row in rows) else 1)
