@@ -127,7 +127,7 @@ class RayBackend:
                 pools = {_pool(s) for s in sessions}
                 ray.init(num_gpus=gpus, resources={r: max(gpus, 1) for r in
                                                    (engine_resource(*p) for p in pools) if r}, **kwargs)
-        self.queue = Queue()
+        self.queue = Queue(actor_options={"num_cpus": 0})
         for session in sessions:
             self.sessions[str(session.out_dir)] = session
         for pool in dict.fromkeys(_pool(s) for s in sessions):
