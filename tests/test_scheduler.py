@@ -110,3 +110,24 @@ def test_the_inline_backend_is_the_one_worker_case():
     ran = []
     outcomes = schedule(chains(), InlineBackend(lambda task: ran.append(task.key) or Outcome(DONE)))
     assert ran == ["a", "a2", "a3", "b", "b2", "c"] and len(outcomes) == 6
+
+
+def test_when_the_only_worker_is_restarting_the_scheduler_waits_for_it():
+    class Restarting(FakeBackend):
+        down = False
+
+        def workers(self):
+            return [] if self.down else self.names
+
+        def wait(self, handles):
+            finished = super().wait(handles)
+            self.down = finished[0][1].status == CRASHED
+            return finished
+
+        def wait_for_workers(self):
+            was, self.down = self.down, False
+            return was
+
+    backend = Restarting(1, {"a": [Outcome(CRASHED, None, "died"), Outcome(DONE)]})
+    outcomes = schedule([Task("a", None, None), Task("a2", "a", None)], backend)
+    assert outcomes["a"].status == DONE and starts(backend) == ["a", "a", "a2"]

@@ -188,6 +188,16 @@ class RayBackend:
         self._drain()
         return finished
 
+    def wait_for_workers(self) -> bool:
+        """Wait until a restarting worker answers (False: none was restarting, or none came back)."""
+        before = set(self.workers())
+        while self.reviving:
+            self._drain()
+            self._revive(timeout=WAIT_S)
+            if set(self.workers()) - before:
+                return True
+        return bool(set(self.workers()) - before)
+
     def _outcome(self, ray, ref, worker: str) -> Outcome:
         from ray.exceptions import RayActorError, RayTaskError
         try:

@@ -57,6 +57,8 @@ class Backend(Protocol):
         """Block until at least one handle finished; return the finished ones."""
 
     # optional: def can_run(self, worker, task) -> bool  (a worker holds the task's model)
+    # optional: def wait_for_workers(self) -> bool  (block until a restarting worker is back;
+    #           False when none will come back)
 
 
 def schedule(tasks: list[Task], backend: Backend, on_event: Callable[[Event], None] = lambda e: None,
@@ -86,6 +88,8 @@ def schedule(tasks: list[Task], backend: Backend, on_event: Callable[[Event], No
             running[backend.submit(worker, task)] = (task, worker)
             on_event(Event("dispatched", task, worker))
         if not running:
+            if getattr(backend, "wait_for_workers", lambda: False)():
+                continue  # a restarted worker is back
             raise RuntimeError("no worker is available for the remaining takes")
         for handle, outcome in backend.wait(list(running)):
             task, worker = running.pop(handle)
