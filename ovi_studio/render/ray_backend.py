@@ -30,6 +30,7 @@ from ovi_studio.render.scheduler import CRASHED, DONE, FAILED, Outcome, Task
 ACTOR_CPUS = 0.5  # rendering is GPU work; two actors fit a 1-core slot
 MAX_RESTARTS = 3
 WAIT_S = 0.2  # how often the driver drains progress while takes render
+ACTOR_START_S = 600.0  # how long actors may take to be placed and started
 FORWARDED_ENV = ("OVI_STUDIO_CACHE", "OVI_CKPT_DIR", "HF_HOME", "PYTHONPATH")
 
 
@@ -110,6 +111,7 @@ class RayBackend:
         self.reviving: dict[object, str] = {}  # ping ref -> worker name, after a crash
         self.refs: dict[object, tuple[str, Task]] = {}
         self.sessions: dict[str, object] = {}  # out_dir -> driver session
+        self.owns_cluster = False  # started here: shut down by close()
 
     # starting ------------------------------------------------------------------------------
     def start(self, sessions: list) -> None:
@@ -120,6 +122,7 @@ class RayBackend:
             env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
             kwargs = {"runtime_env": {"env_vars": env}, "include_dashboard": False,
                       "log_to_driver": False}
+            self.owns_cluster = not self.address
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:
@@ -132,10 +135,17 @@ class RayBackend:
             self.sessions[str(session.out_dir)] = session
         for pool in dict.fromkeys(_pool(s) for s in sessions):
             self._start_pool(ray, pool)
+        from ray.exceptions import RayTaskError
         for session in sessions:
             if session.takes_to_render():
                 worker = next(n for n, p in self.pool_of.items() if p == _pool(session))
-                ray.get(self.actors[worker].prepare.remote(remote_options(session)))
+                try:
+                    ray.get(self.actors[worker].prepare.remote(remote_options(session)))
+                except RayTaskError as exc:
+                    raise UserError(f"{session.loaded.path}: the worker {worker} cannot start the "
+                                    f"{session.engine_name} engine: {exc.cause}",
+                                    hint="every node needs the checkpoints and the storyboard's files "
+                                         "at the same paths (shared storage)") from None
 
     def _start_pool(self, ray, pool: tuple) -> None:
         resources = ray.cluster_resources()
@@ -152,9 +162,17 @@ class RayBackend:
             resources={custom: 1} if custom else None, max_restarts=MAX_RESTARTS, max_task_retries=0)
         handles = [actor.remote(f"{pool[0]}-{len(self.pool_of) + i}", self.queue, self.engine_factory)
                    for i in range(count)]
-        names = ray.get([h.ping.remote() for h in handles])
-        for name, handle in zip(names, handles):
-            self.actors[name] = handle
+        pings = {h.ping.remote(): h for h in handles}
+        started, waiting = ray.wait(list(pings), num_returns=len(pings), timeout=ACTOR_START_S)
+        for ref in waiting:  # never placed: the cluster has fewer GPUs or model slots than asked
+            ray.kill(pings[ref])
+        if not started:
+            raise UserError(f"no {pool[0]} worker could start within {ACTOR_START_S:.0f}s",
+                            hint="the cluster lacks free GPUs/CPUs or the resource "
+                                 f"{custom or 'GPU'}; see `ray status`")
+        for ref in started:
+            name = ray.get(ref)
+            self.actors[name] = pings[ref]
             self.pool_of[name] = pool
 
     # the scheduler's protocol ------------------------------------------------------------
@@ -242,6 +260,8 @@ class RayBackend:
         for handle in self.actors.values():
             ray.kill(handle)
         self.actors.clear()
+        if self.owns_cluster:
+            ray.shutdown()
 
 
 def remote_options(session):

@@ -114,7 +114,6 @@ def _render_in_process(task: Task) -> Outcome:
     return Outcome(DONE if record.ok else FAILED, record, record.reason)
 
 
-
 def shot_job(step, shot, dialogue, settings_extra: dict | None = None, loaded=None) -> ShotJob:
     settings = {**dataclasses.asdict(shot.settings), **(settings_extra or {})}
     return ShotJob(
