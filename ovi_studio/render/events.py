@@ -12,12 +12,14 @@ EVENTS_NAME = "events.jsonl"
 
 
 class EventLog:
-    """Appends events to one file; safe to call from the driver's threads."""
+    """One render's events (the file starts empty, as report.json is rewritten); safe to call
+    from the driver's threads."""
 
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
 
     def write(self, event: str, *, t: float | None = None, **fields) -> None:
         line = {"t": round(t if t is not None else time.time(), 4), "event": event,
