@@ -5,7 +5,7 @@
 
 CUDA: full-size model with random weights built on the meta device and materialised directly on
 the GPU (no checkpoint file), for the three published shot sizes. CPU: the tiny test sizes.
-Each row shows the FLOP floor of performance-anchors §8 (cond pass 30 layers + uncond pass 29
+Each row shows the FLOP floor of the cost model (docs/model.md) (cond pass 30 layers + uncond pass 29
 with SLG, plus the per-token time embedding) and the fraction of the bf16 dense peak achieved.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ TINY_SHOTS = [Shot("tiny 96x128 5 frames", (48, 5, 6, 8), (32, 20)),
 
 
 def layer_flops(p: DiTParams, lv: int, la: int) -> float:
-    """FLOPs of one fusion layer (performance-anchors §8), 2 per multiply-add."""
+    """FLOPs of one fusion layer, 2 per multiply-add."""
     d, f, t = p.dim, p.ffn_dim, TEXT_TOKENS
 
     def tower(l_self, l_other):

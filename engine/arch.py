@@ -1,7 +1,7 @@
 """Architecture sizes of every network in a checkpoint folder (pure Python, no torch).
 
 A folder without `arch.json` is the published full size. With one, each section overrides the
-published sizes of one network, field by field (../shared/reference/arch-json.md). Tests load
+published sizes of one network, field by field (docs/model.md, arch.json). Tests load
 tiny checkpoints this way; a future smaller or distilled Ovi would load the same way.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The MMAudio 16 kHz mel VAE, decoder half: audio latents [B, 20, L] -> log10-mel [B, 80, 2L].
 
-An EDM2-style magnitude-preserving 1-D network (spec §8.2): bias-free convolutions whose
+An EDM2-style magnitude-preserving 1-D network: bias-free convolutions whose
 filters are normalised once at load, pixel norms, `silu / 0.596`, and residual sums that keep
 unit magnitude. Ovi's audio latents are the raw VAE latents; decoding is the network followed by
 the mel un-normalisation with the checkpoint's per-bin `data_mean` / `data_std`.

@@ -1,4 +1,4 @@
-"""Load the fusion DiT from a checkpoint folder laid out as the reference lays it out (spec §1).
+"""Load the fusion DiT from a checkpoint folder laid out as the reference lays it out.
 
 The model is built on the meta device and each tensor is read from the memory-mapped
 safetensors file straight onto the target device, then assigned (not copied) into the model, so

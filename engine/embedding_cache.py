@@ -1,7 +1,9 @@
 """On-disk cache of text embeddings, so that a prompt is encoded by the 11 GB T5 at most once.
 
-Where: `<repo>/cache/` (the project's `cache/` folder), or `~/.cache/ovi-studio` when that is not
-writable; `OVI_STUDIO_CACHE` or an explicit folder overrides both. Embeddings live in the
+Where: the checkout's `cache/` folder when ovi-studio runs from a checkout (and it is
+writable), else the platform's user cache folder (`$XDG_CACHE_HOME/ovi-studio` or
+`~/.cache/ovi-studio`, `~/Library/Caches/ovi-studio`, `%LOCALAPPDATA%/ovi-studio/Cache`);
+`OVI_STUDIO_CACHE` or an explicit folder overrides both. Embeddings live in the
 `text-embeddings/` subfolder, a diskcache store (SQLite index, safe for several processes).
 
 Key: SHA-256 of the cleaned text, the encoder's identity (checkpoint and tokenizer fingerprints)
@@ -20,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import shutil
 import sqlite3
 import time
@@ -46,13 +49,26 @@ def _writable(folder: Path) -> bool:
 
 
 def cache_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The cache folder: `explicit`, else $OVI_STUDIO_CACHE, else <repo>/cache, else ~/.cache/ovi-studio."""
+    """The cache folder: `explicit`, else $OVI_STUDIO_CACHE, else the checkout's cache/, else
+    the user cache folder."""
     if explicit is not None:
         return Path(explicit).expanduser()
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    project = Path(__file__).resolve().parents[1] / "cache"
-    return project if _writable(project) else Path.home() / ".cache" / "ovi-studio"
+    checkout = Path(__file__).resolve().parents[1]
+    project = checkout / "cache"
+    if (checkout / "pyproject.toml").is_file() and _writable(project):  # a checkout, not site-packages
+        return project
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """The platform's per-user cache folder for ovi-studio."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "ovi-studio" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "ovi-studio"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ovi-studio"
 
 
 def embedding_key(cleaned_text: str, encoder_identity: str, dtype: str) -> str:

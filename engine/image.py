@@ -1,4 +1,4 @@
-"""First-frame preprocessing for i2v (spec §5.4): PIL image -> [1, 3, H, W] bf16 in [-1, 1].
+"""First-frame preprocessing for i2v: PIL image -> [1, 3, H, W] bf16 in [-1, 1].
 
 The target size comes from `engine.variants.best_i2v_size`. The order of the casts is the
 reference's, because it decides the bf16 rounding: uint8 / 255 in fp32, cast to bf16, then

@@ -1,8 +1,8 @@
-"""Building blocks of one tower of the fusion DiT (spec §2.2-§2.3, §3.3-§3.9).
+"""Building blocks of one tower of the fusion DiT.
 
 Module and parameter names are the reference's, so `state_dict()` keys match the checkpoints.
 Everything computes in bf16 with the casts the reference gets from CUDA autocast written out
-explicitly (spec §3.9): Linear/Conv in bf16 (fp8 weights are upcast per call, as autocast does),
+explicitly: Linear/Conv in bf16 (fp8 weights are upcast per call, as autocast does),
 LayerNorm with fp32 statistics and affine, RMSNorm with fp32 statistics then a bf16 product with
 its weight, modulation and residual arithmetic in bf16. No autocast is needed, so the same code
 gives the reference's numbers on CPU and on CUDA.

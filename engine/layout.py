@@ -1,4 +1,4 @@
-"""Where each file of a checkpoint folder lives (spec §1), and where it comes from."""
+"""Where each file of a checkpoint folder lives, and where it comes from."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Pure tensor functions of the fusion DiT: RoPE and the timestep embedding.
 
-Precision follows the reference (spec §3.4, §3.9): RoPE rotates in complex128 and rounds the
+Precision follows the reference: RoPE rotates in complex128 and rounds the
 result to bf16; the sinusoidal embedding is float64 (the caller rounds it).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Ovi fusion DiT: a video tower and an audio tower run layer by layer together (spec §2-§3).
+"""The Ovi fusion DiT: a video tower and an audio tower run layer by layer together.
 
 `FusionModel.forward` is one denoiser call (one CFG branch). It is split into three public
 steps so that a driver can run the passes differently (block swapping, both CFG branches inside
@@ -130,7 +130,7 @@ def fusion_layer(vblock: Block, ablock: Block, V, A, video_in: TowerInputs, audi
 
 
 class FusionModel(nn.Module):
-    """Video tower + audio tower fused by cross-modal attention in every layer (spec §3.6)."""
+    """Video tower + audio tower fused by cross-modal attention in every layer."""
 
     def __init__(self, video: DiTParams, audio: DiTParams, attention_backend: str = "sdpa"):
         super().__init__()

@@ -1,7 +1,7 @@
 """Block swapping: keep some fusion layers' Linear weights in CPU memory and stream them in
 (the text encoder's blocks use the same machinery when the encoder does not fit).
 
-The design follows performance-anchors.md §2.2 and §9:
+The design (docs/model.md, Memory):
 - the unit is a fusion layer (video block i + audio block i together);
 - the streamed layers are spread evenly among the resident ones, so copies have compute to
   hide behind on both sides;

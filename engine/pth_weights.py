@@ -1,4 +1,4 @@
-"""Reading the torch-pickle weight files of the Wan and MMAudio components (spec §1).
+"""Reading the torch-pickle weight files of the Wan and MMAudio components.
 
 `weights_only=True` means no pickled code ever runs; `mmap=True` maps the file instead of
 reading 11 GB of T5 into memory before the tensors are moved where they belong.

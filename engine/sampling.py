@@ -1,4 +1,4 @@
-"""Denoising a shot with the fusion model: noise, timesteps, CFG with skip-layer guidance (spec §4).
+"""Denoising a shot with the fusion model: noise, timesteps, CFG with skip-layer guidance.
 
 Seed-exact with the reference on the same device kind: noise comes from two generators on the
 engine's device seeded alike (bf16 draws, video then audio), both towers follow the same
@@ -20,7 +20,7 @@ Callback = Callable[[int, int], None]  # (steps done, total); raising stops the 
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """Defaults are the reference's inference yaml (spec §4.2)."""
+    """Defaults are the reference's inference yaml."""
     steps: int = 50
     solver: str = "unipc"
     shift: float = 5.0
@@ -69,8 +69,8 @@ def cfg_branches(model: FusionModel, video: torch.Tensor, audio: torch.Tensor, t
     Equal, bit for bit, to `model(..., text, text)` then `model(..., negatives, slg_layer=...)`:
     the branches share the embedded latents, time embeddings and rope (they differ only in the
     text context) and each branch runs the same layers in the same order. Running them back to
-    back inside one layer loop means a streamed layer is loaded once per step for both
-    (performance-anchors §9.3). The negative branch skips `slg_layer` when it is > 0.
+    back inside one layer loop means a streamed layer is loaded once per step for both.
+    The negative branch skips `slg_layer` when it is > 0.
     """
     V, A, video_pos, audio_pos = model.prepare(video, audio, t, text, text, first_frame_is_clean)
     video_neg = replace(video_pos, context=model.video_model.embed_text(video_negative))

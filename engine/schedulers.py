@@ -1,4 +1,4 @@
-"""Flow-matching solvers with the reference's timesteps and arithmetic (spec §4.4).
+"""Flow-matching solvers with the reference's timesteps and arithmetic.
 
 Each scheduler has `timesteps` (what the model is fed, one per step), `sigmas` (steps + 1, ending
 at 0) and `step(model_output, sample) -> next sample`, called once per timestep in order.

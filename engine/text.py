@@ -1,7 +1,7 @@
-"""The UMT5-XXL text encoder (encoder half only), with Wan's key names (spec §7).
+"""The UMT5-XXL text encoder (encoder half only), with Wan's key names.
 
 Our own small module rather than transformers' `UMT5EncoderModel` (checked with transformers
-5.23 on the tiny encoder, bf16, Wan's key map of spec §7.3): with `attn_implementation="eager"`
+5.23 on the tiny encoder, bf16, Wan's key map): with `attn_implementation="eager"`
 it matches this module bit for bit on the CPU, but its default SDPA path differs (1.4 % relative
 L2) and its eager softmax runs in the activation dtype where the reference's runs in fp32. Keeping
 Wan's key names, the checkpoint also loads without a key map.

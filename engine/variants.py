@@ -1,6 +1,6 @@
 """Ovi's model variants and the geometry rules that follow from them (pure Python, no torch).
 
-Facts from the reference's variant table and its resolution snapping (spec §1, §5.3, §5.4).
+Facts from the reference's variant table and its resolution snapping.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def get_variant(name: str) -> Variant:
 
 
 def format_prompt(text: str, variant: Variant) -> str:
-    """The reference's per-variant caption formatter (spec §9), applied to the positive prompt.
+    """The reference's per-variant caption formatter, applied to the positive prompt.
 
     720x720_5s: everything from the first `Audio:` to the end becomes <AUDCAP>..<ENDAUDCAP>.
     960 variants: every <AUDCAP>X<ENDAUDCAP> becomes `Audio: X` in place.
@@ -83,7 +83,7 @@ def snap_t2v_size(height: int, width: int, area: int) -> tuple[int, int]:
 
 
 def best_i2v_size(height: int, width: int, area: int, multiple: int = SIDE_MULTIPLE) -> tuple[int, int]:
-    """i2v: the size a first-frame image of (height, width) is resized to (spec §5.4): among
+    """i2v: the size a first-frame image of (height, width) is resized to: among
     sizes near the target area in multiples of 32, the one closest in area, then in aspect."""
     if area <= 0:
         return height, width

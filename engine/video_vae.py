@@ -1,8 +1,8 @@
-"""The Wan2.2 video VAE (spec §6): first-frame encode for i2v, latent decode to frames.
+"""The Wan2.2 video VAE: first-frame encode for i2v, latent decode to frames.
 
 The network is diffusers' `AutoencoderKLWan` in its Wan2.2 configuration (2x2 patchify, residual
 up/down blocks, 16x spatial / 4x temporal); it is the same computation as the reference's, the
-checkpoint only names its tensors differently (spec §6.6). diffusers' own single-file converter
+checkpoint only names its tensors differently. diffusers' own single-file converter
 mislabels this file as Wan2.1, so the key map below is ours.
 
 Precision: the reference casts the VAE weights to bf16 and runs it inside an fp32 autocast, i.e.
@@ -31,7 +31,7 @@ from engine.arch import VideoVAEParams
 from engine.layout import VIDEO_VAE_WEIGHTS
 from engine.pth_weights import check_keys, read_pth_state_dict
 
-# Per-channel latent statistics (spec §6.4); latents the DiT sees are (mu - mean) / std.
+# Per-channel latent statistics; latents the DiT sees are (mu - mean) / std.
 LATENT_MEAN = (
     -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557,
     -0.1382, 0.0542, 0.2813, 0.0891, 0.1570, -0.0098, 0.0375, -0.1825,

@@ -1,6 +1,6 @@
 """The BigVGAN (v1) vocoder of MMAudio's 16 kHz model: log10-mel [B, 80, T] -> waveform [B, 1, 256·T].
 
-Structure (spec §8.3): an input conv, then per stage a transposed-conv upsample followed by the
+Structure: an input conv, then per stage a transposed-conv upsample followed by the
 mean of parallel AMP residual blocks (one per kernel size), then an anti-aliased Snake(Beta)
 activation, an output conv and tanh. Every activation is "anti-aliased": 2x upsample with a
 Kaiser-windowed sinc, the periodic activation, low-pass 2x downsample.

@@ -2,7 +2,7 @@
 
 Two forms reach here. A raw `prompt` is copied as written, with character references expanded.
 The structured form (`scene` + `dialogue` + `audio`) is written the way the official example
-prompts are (product-anchors §4.1): the scene first, each speech segment preceded by who speaks
+prompts are: the scene first, each speech segment preceded by who speaks
 ("Anna says, <S>…<E>"), the audio caption last — `Audio: …` for the 960 models,
 `<AUDCAP>…<ENDAUDCAP>` for 720x720_5s.
 

@@ -1,4 +1,4 @@
-"""A documented GPU-time estimate for one take (performance-anchors §8).
+"""A documented GPU-time estimate for one take.
 
 Model: count the dense FLOPs of the fusion DiT's denoising loop and divide by an assumed
 sustained throughput, then add a fixed per-take overhead for everything outside the loop.

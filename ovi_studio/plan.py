@@ -19,15 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import layout
-from engine.fingerprint import folder_fingerprint
+from engine.fingerprint import folder_fingerprint, stat_cache
 from engine.variants import Variant, best_i2v_size, snap_t2v_size
 from ovi_studio import cost
 from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_engine,
                                     storyboard_ckpt_dir)
 from ovi_studio.errors import UserError, at
 from ovi_studio.media.images import ImageLoadError, aspect_fitted_size, first_frame_file
-from ovi_studio.render.artifacts import sha256_file
-from ovi_studio.render.picking import check_pick, parent_take
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
 # Bump when the engine or post-processing changes what a given key renders to.
@@ -52,6 +50,21 @@ _REASONS = {
     "frames": "duration changed",
     "fp8": "fp8 setting changed",
 }
+
+
+# The take an extension continues from is the plan's to know (render/picking.py chooses the
+# cut's takes by the same first rule).
+def check_pick(shot: ResolvedShot) -> None:
+    """A pick beyond the takes that will render (`--takes` lowered them) is a user error."""
+    if shot.pick is not None and shot.pick >= shot.takes:
+        raise UserError(f"shot {shot.id} picks take {shot.pick}, but only takes 0 to {shot.takes - 1} "
+                        f"are rendered", location=at(shot.origin.file, shot.line, shot.column),
+                        hint=f"render more takes (--takes {shot.pick + 1}) or change `pick:`")
+
+
+def parent_take(shot: ResolvedShot) -> int:
+    """The take of `shot` that its extensions start from (known before anything renders)."""
+    return shot.pick if shot.pick is not None else 0
 
 
 @dataclass
@@ -180,7 +193,7 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
     for shot in execution_order(loaded):
         check_pick(shot)
         parent = None
-        if shot.extends:  # the parent's chosen take: picking.parent_take
+        if shot.extends:  # the parent's chosen take (parent_take)
             parent = takes_of[shot.extends][parent_take(loaded.shot(shot.extends))]
         s = shot.settings
         try:
@@ -241,7 +254,7 @@ def _geometry(variant: Variant, shot: ResolvedShot, parent: PlannedTake | None):
 def _lora_identities(loras) -> list[dict]:
     """What of a LoRA changes the output: its content (a missing file is `check`'s error),
     scale and towers. Scale 0 is the model without it, so it keys nothing."""
-    return [{"file": "sha256:" + sha256_file(lora.path) if Path(lora.path).is_file() else "missing",
+    return [{"file": "sha256:" + stat_cache().sha256(lora.path) if Path(lora.path).is_file() else "missing",
              "scale": lora.scale, "tower": lora.tower} for lora in loras if lora.scale != 0]
 
 

@@ -229,7 +229,7 @@ def storyboard_schema() -> dict:
 
 # -- resolved shots --------------------------------------------------------------------------
 
-BUILTIN_SETTINGS = dict(  # Ovi's inference defaults (spec §4.2)
+BUILTIN_SETTINGS = dict(  # Ovi's inference defaults
     steps=50, solver="unipc", shift=5.0, seed=100, video_guidance=4.0, audio_guidance=3.0,
     slg_layer=11, video_negative="jitter, bad hands, blur, distortion",
     audio_negative="robotic, muffled, echo, distorted", fp8=False, blocks_to_swap=0,

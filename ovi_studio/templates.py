@@ -1,7 +1,7 @@
 """Shot templates: a reusable shot fragment with `{param}` placeholders.
 
-A template file (`templates/<name>.yaml`, looked up next to the storyboard first, then in the
-project's `templates/` folder) looks like:
+A template file (`templates/<name>.yaml`, looked up next to the storyboard first, then among
+the templates shipped with ovi-studio, `ovi_studio/data/templates/`) looks like:
 
     description: One person talks straight to camera.
     params:
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ovi_studio.errors import UserError, at
 from ovi_studio.source import load_yaml, to_plain
 
-PROJECT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+PROJECT_TEMPLATES = Path(__file__).resolve().parent / "data" / "templates"  # shipped in the wheel
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 

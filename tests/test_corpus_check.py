@@ -1,4 +1,4 @@
-"""The official Ovi example prompts (../shared/corpus/ovi-examples) check with no errors."""
+"""The official Ovi example prompts (a corpus beside the checkout, skipped where absent) check with no errors."""
 from __future__ import annotations
 
 from pathlib import Path

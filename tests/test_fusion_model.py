@@ -29,7 +29,7 @@ def test_full_size_has_the_reference_keys_and_parameter_count(full_size):
     assert list(full_size.buffers()) == []  # RoPE tables are computed, not stored
 
 
-# Spec §2.4: non-block keys of both towers and the 34 keys of one block.
+# non-block keys of both towers and the 34 keys of one block.
 VIDEO_TOP = {
     "patch_embedding.weight": [3072, 48, 1, 2, 2], "patch_embedding.bias": [3072],
     "head.head.weight": [192, 3072], "head.head.bias": [192],

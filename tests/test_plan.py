@@ -62,12 +62,12 @@ def test_order_modes_sizes_seeds(tmp_path):
     plan = plan_of(make(tmp_path))
     rows = [(s.shot.id, s.take, s.mode, s.parent, (s.height, s.width), s.seed) for s in plan.steps]
     assert rows == [
-        ("head", 0, "i2v", None, (544, 960), 10),  # spec §5.4: 720x1280 image -> 544x960 at 720²
+        ("head", 0, "i2v", None, (544, 960), 10),  # 720x1280 image -> 544x960 at 720²
         ("head", 1, "i2v", None, (544, 960), 11),
         ("tail", 0, "extend", "head", (544, 960), 10),
         ("solo", 0, "t2v", None, snap_t2v_size(704, 1280, VARIANTS["720x720_5s"].video_area), 3),
     ]
-    assert plan.steps[3].height == 544 and plan.steps[3].width == 960  # spec §5.3 table
+    assert plan.steps[3].height == 544 and plan.steps[3].width == 960  # the variants' size table (docs/model.md)
     assert all(s.frames == 121 for s in plan.steps)
     assert plan.out_dir == tmp_path / "out" / "story"
     assert plan.steps[0].artifact_dir == tmp_path / "out" / "story" / "shots" / "head" / "take0"

@@ -28,7 +28,7 @@ def test_50_step_lists_equal_the_reference(golden, solver):
     assert torch.equal(scheduler.sigmas.float(), golden[f"sched.{solver}.sigmas"].float())
 
 
-# Published in spec §4.4 (first and last five timesteps at 50 steps, shift 5).
+# The reference's values (first and last five timesteps at 50 steps, shift 5).
 SPEC_TIMESTEPS = {
     "unipc": ([999, 995, 991, 987, 982], [356, 302, 241, 172, 92]),
     "dpm++": ([1000, 995, 991, 987, 982], [357, 303, 241, 172, 92]),

@@ -1,4 +1,4 @@
-"""Write a complete tiny checkpoint folder: all files of the published layout (spec §1), in their
+"""Write a complete tiny checkpoint folder: all files of the published layout, in their
 real formats and key names, with random weights sized by `arch.json`.
 
 Deterministic: the same seed and arch give the same bytes on every machine (CPU generators).
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.arch import ARCH_FILENAME, parse_arch
 
-# The example of ../shared/reference/arch-json.md: every network small enough for 2 CPU cores.
+# The tiny sizes (docs/model.md, arch.json): every network small enough for 2 CPU cores.
 TINY_ARCH: dict = {
     "video_dit": {"model_type": "ti2v", "patch_size": [1, 2, 2], "text_len": 512, "in_dim": 48,
                   "dim": 128, "ffn_dim": 256, "freq_dim": 256, "text_dim": 64, "out_dim": 48,

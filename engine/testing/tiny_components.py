@@ -1,11 +1,10 @@
-"""Small random Wan/MMAudio component files in the published formats and key names (spec §1,
-arch-json.md), sized by an `Arch`. Deterministic: a CPU generator per file.
+"""Small random Wan/MMAudio component files in the published formats and key names, sized by an `Arch`. Deterministic: a CPU generator per file.
 
 Formats: T5 `.pth` in bf16 with Wan's key names; Wan2.2 VAE `.pth` in fp32 with the reference's
 key names; `v1-16.pth` in fp32 including the encoder and the published mel statistics;
 `best_netG.pt` as `{"generator": state_dict}` with legacy `weight_g`/`weight_v` names.
 
-Random weights are scaled so that a real mistake changes the outputs visibly (spec §14): norm
+Random weights are scaled so that a real mistake changes the outputs visibly: norm
 gains near 1 but not equal, fan-in scaled projections, sharp enough relative-position biases.
 """
 from __future__ import annotations

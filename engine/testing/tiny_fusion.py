@@ -1,7 +1,7 @@
 """Write a small random fusion-DiT checkpoint in the published format (bf16 safetensors, the
 reference's exact keys), sized by an `Arch`.
 
-The weights are chosen so that a tiny model is *sensitive* (spec §14): with naive tiny inits the
+The weights are chosen so that a tiny model is *sensitive*: with naive tiny inits the
 outputs hardly depend on the details a port can get wrong, and harmless rounding differences
 blow up over sampling. So: unit-gain Linear/Conv weights, affine LayerNorm scales and biases near
 1, RMSNorm scales near 2 (attention logits with a standard deviation of a few units: moderately

@@ -1,4 +1,4 @@
-"""Assembly: the final cut, encoded once from lossless intermediates (product-anchors §2.2).
+"""Assembly: the final cut, encoded once from lossless intermediates.
 
 Audio is built as one 48 kHz programme where every edit is sample-exact: at 24 fps one frame is
 exactly 2000 samples, so each segment's audio is made exactly (kept frames x 2000) samples long

@@ -1,4 +1,4 @@
-"""Continuity between chained shots (product-anchors §3.3): which parent frame seeds an
+"""Continuity between chained shots: which parent frame seeds an
 extension, and colour anchoring of an extension to its chain.
 
 Colour statistics are per-channel mean and standard deviation in CIE Lab over a subsample of

@@ -27,20 +27,6 @@ class Choice:
         return {"take": self.take, "reason": self.reason}
 
 
-def check_pick(shot) -> None:
-    """A pick beyond the takes that will render (`--takes` lowered them) is a user error."""
-    if shot.pick is not None and shot.pick >= shot.takes:
-        from ovi_studio.errors import UserError, at
-        raise UserError(f"shot {shot.id} picks take {shot.pick}, but only takes 0 to {shot.takes - 1} "
-                        f"are rendered", location=at(shot.origin.file, shot.line, shot.column),
-                        hint=f"render more takes (--takes {shot.pick + 1}) or change `pick:`")
-
-
-def parent_take(shot) -> int:
-    """The take of `shot` that its extensions start from (known before anything renders)."""
-    return shot.pick if shot.pick is not None else 0
-
-
 def choose(shot, extended: bool, checks: dict[int, list[quality.Check]], policy: str = "best") -> Choice:
     """`checks`: the quality checks of each take that rendered (a take missing from it failed)."""
     if shot.pick is not None:

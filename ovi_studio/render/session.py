@@ -32,7 +32,7 @@ from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
 from ovi_studio.media.images import ImageLoadError, load_i2v_frame, save_png
 from ovi_studio.render import continuity, picking, quality
-from ovi_studio.render.picking import parent_take
+from ovi_studio.plan import parent_take
 from ovi_studio.render.artifacts import (ERROR, META, TakeLayout, atomic_target, begin_take,
                                          committed_meta, file_record, read_meta, work_folder,
                                          write_json_atomic, write_latents)

@@ -1,7 +1,7 @@
 """Run the reference Ovi implementation on a CPU-only torch the way it runs on a GPU.
 
 Golden-output makers (never the test suite) use this to compute what the reference computes on
-CUDA, on the CPU (spec §14):
+CUDA, on the CPU:
 
     from tests.golden.refenv import import_reference, cuda_autocast_emulation
 
