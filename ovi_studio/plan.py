@@ -35,6 +35,14 @@ NO_CHECKPOINT = "no-checkpoint"
 FIRST_FRAME_FIX = "point `first_frame` at a readable image (PNG, JPEG, …) or video"
 
 SAMPLER_FIELDS = ("steps", "solver", "shift", "video_guidance", "audio_guidance", "slg_layer")
+# Shot settings that cannot change a take's pictures or sound, and why; every other field of
+# ShotSettings must reach the cache key (tests/test_settings_keyed.py edits each one).
+OUTPUT_NEUTRAL = {
+    "blocks_to_swap": "where fusion layers live while sampling; the same bits are computed",
+    "transition": "how the cut joins shots (the cut's own key covers it)",
+    "transition_frames": "how the cut joins shots (the cut's own key covers it)",
+    "draft_loras": "used only in drafts, where they are added to `loras` (keyed there)",
+}
 _REASONS = {
     "prompt": "prompt changed",
     "video_negative": "negative prompt changed",
