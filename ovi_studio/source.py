@@ -254,6 +254,18 @@ def load_yaml(path: str | Path, *, what: str = "storyboard") -> SourceDocument:
     return SourceDocument(path, text, data, LineIndex(text), composer.scalars)
 
 
+def parse_scalar(text: str):
+    """A value typed outside a file (`--set key=value`) read exactly as the same text is read
+    in a storyboard (the same composer, YAML 1.2: `yes` and `16:9` are text, `true` and `20`
+    are not). Text that is not valid YAML stays the text; an empty value is null."""
+    if text.strip() == "":
+        return None
+    try:
+        return to_plain(_Composer(Path("--set")).compose(text, _FAST_PARSER))
+    except (yaml.YAMLError, UserError, ValueError, TypeError, RecursionError):
+        return text
+
+
 def to_plain(node):
     """Round-trip objects (CommentedMap, LiteralScalarString, ScalarFloat, ...) as plain
     Python values, so validation sees exactly dict/list/str/int/float/bool/None."""

@@ -60,11 +60,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 
 
 def yaml_value(text: str):
-    import yaml
-    try:
-        return yaml.safe_load(text) if text != "" else None
-    except yaml.YAMLError:
-        return text
+    """A --set value as the storyboard would read it (YAML 1.2, ovi_studio.source)."""
+    from ovi_studio.source import parse_scalar
+    return parse_scalar(text)
 
 
 def load_for_render(options: RenderOptions):
