@@ -49,7 +49,7 @@ def test_junit_validates_and_reports_each_take(tmp_path):
     story.write_text(STORY, encoding="utf-8")
     outcome, report = run(story, lambda: BoatFails(speech=False))
     assert outcome.exit_code == 1
-    xml = junit_xml(report)
+    xml = junit_xml([report])
     schema.validate(xml)
     found = cases(xml)
     assert set(found) == {"harbour/take0", "harbour/take1", "pier/take0", "walk/take0", "boat/take0", "final cut"}
@@ -63,13 +63,16 @@ def test_junit_validates_and_reports_each_take(tmp_path):
     # a second run: the finished takes are fresh (skipped); a planted quality failure is a failure
     outcome, report = run(story)
     report["shots"][1]["takes"][0]["qc"][0] = {"check": "black", "status": "fail", "detail": "black: 1.00 s from 0.00 s"}
-    xml = junit_xml(report)
+    xml = junit_xml([report])
     schema.validate(xml)
     found = cases(xml)
     assert found["harbour/take0"].find("skipped").get("message").startswith("fresh")
     assert found["boat/take0"].find("failure") is None  # rendered now
     quality = found["pier/take0"].find("failure")
     assert quality.get("type") == "quality" and "black: 1.00 s from 0.00 s" in quality.text
+    both = ET.fromstring(junit_xml([report, report]))  # batch: one suite per storyboard
+    schema.validate(ET.tostring(both, encoding="unicode"))
+    assert len(both.findall("testsuite")) == 2 and both.get("tests") == "12"
     with pytest.raises(xmlschema.XMLSchemaValidationError):  # the schema does reject bad files
         schema.validate(xml.replace('name="final cut"', ""))
 

@@ -25,6 +25,7 @@ def batch_command(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="with --backend ray: how many workers (default: one per GPU)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
     no_lint: bool = typer.Option(False, "--no-lint", help="render storyboards even when `check` finds errors"),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="write a JUnit XML file for CI: one test suite per storyboard, one test case per take and one per cut"),
 ) -> None:
     """Render every storyboard (each into its own output folder, as `render` would) as one job;
     exit status 1 when any shot failed. A storyboard with lint errors is not rendered (the
@@ -47,4 +48,10 @@ def batch_command(
                       str(row.count("failed", "skipped")) if row.error is None else "not planned",
                       f"{row.gpu_seconds:.1f}", str(row.cut or row.error or "-"))
     Console(width=200, highlight=False).print(table)
+    if junit is not None:
+        import json
+        from ovi_studio.render.junit import write_junit
+        reports = [json.loads(row.outcome.report_path.read_text(encoding="utf-8")) for row in rows
+                   if row.outcome is not None and row.outcome.report_path is not None]
+        typer.echo(f"junit: {write_junit(junit, reports)}")
     raise typer.Exit(0 if all(row.ok for row in rows) else 1)

@@ -103,7 +103,7 @@ def hand_off(outcome, junit: Path | None, as_json: bool) -> None:
     if report is None:
         return
     if junit is not None:
-        typer.echo(f"junit: {write_junit(junit, report)}", err=as_json)
+        typer.echo(f"junit: {write_junit(junit, [report])}", err=as_json)
     summary = run_summary(report, outcome.report_path)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

@@ -31,9 +31,22 @@ def _fail(case: ET.Element, kind: str, message: str, body: str) -> None:
     ET.SubElement(case, "failure", message=message[:500], type=kind).text = body
 
 
-def junit_xml(report: dict) -> str:
-    classname = Path(report["storyboard"]).stem
+def junit_xml(reports: list[dict]) -> str:
+    """One <testsuite> per report (a storyboard's render), in one <testsuites>."""
     root = ET.Element("testsuites", name="ovi-studio")
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    for report in reports:
+        for key, value in _suite(root, report).items():
+            totals[key] += value
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", f"{sum(r.get('seconds', 0.0) for r in reports):.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _suite(root: ET.Element, report: dict) -> dict[str, int]:
+    classname = Path(report["storyboard"]).stem
     suite = ET.SubElement(root, "testsuite", name=classname, timestamp=report.get("started", ""),
                           hostname=socket.gethostname())
     for shot in report["shots"]:
@@ -62,14 +75,12 @@ def junit_xml(report: dict) -> str:
     cases = suite.findall("testcase")
     counts = {"tests": len(cases), "failures": sum(c.find("failure") is not None for c in cases),
               "errors": 0, "skipped": sum(c.find("skipped") is not None for c in cases)}
-    for element in (root, suite):
-        for key, value in counts.items():
-            element.set(key, str(value))
-        element.set("time", f"{report.get('seconds', 0.0):.3f}")
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    suite.set("time", f"{report.get('seconds', 0.0):.3f}")
+    return counts
 
 
-def write_junit(path: Path, report: dict) -> Path:
-    write_text_atomic(path, junit_xml(report))
+def write_junit(path: Path, reports: list[dict]) -> Path:
+    write_text_atomic(path, junit_xml(reports))
     return path
