@@ -1,6 +1,8 @@
 """The preview engine (an animatic without the model) and the quickstart rendered with it."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from ovi_studio.render.preview import PREVIEW_HEIGHT, PreviewEngine, preview_siz
 from ovi_studio.render.inputs import RenderOptions, display_text
 from ovi_studio.render.session import RenderSession
 from ovi_studio.render.progress import RenderProgress
+from ovi_studio.render.subtitles import speech_windows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,3 +69,72 @@ def test_quickstart_renders_with_the_planned_duration_and_subtitles(tmp_path):
     srt = (tmp_path / outcome.final["srt"]).read_text()
     assert srt.count("-->") == lines and "The keeper: Nobody should be out" in srt
     assert display_text(session.loaded, "{keeper} waves at {girl}") == "The keeper waves at The girl"
+
+
+CHAIN = """\
+version: 1
+model: 720x720_5s
+characters:
+  keeper:
+    look: an old lighthouse keeper
+    name: Keeper
+shots:
+  - id: lamp
+    scene: The keeper polishes the brass lens in the lamp room.
+    dialogue:
+      - speaker: keeper
+        line: Nobody should be out tonight.
+    audio: Rain on glass.
+  - id: stairs
+    extends: lamp
+    scene: The keeper hurries down the iron stairs with a lantern.
+    audio: Footsteps on iron steps.
+"""
+
+
+def test_an_extension_preview_shows_its_own_text_on_its_parents_picture_not_its_captions(tmp_path):
+    from ovi_studio.media import video
+    from ovi_studio.render.preview import overlay, with_scene_text
+    story = tmp_path / "s.yaml"
+    story.write_text(CHAIN)
+    session = RenderSession(RenderOptions(source=story, out_dir=tmp_path / "out", engine="preview"),
+                            RenderProgress(quiet=True))
+    session.prepare()
+    assert session.run().exit_code == 0
+    take = {s: tmp_path / "out" / "shots" / s / "take0" for s in ("lamp", "stairs")}
+    parent_plate = np.asarray(Image.open(take["lamp"] / "plate.png"))
+    assert np.array_equal(np.asarray(Image.open(take["stairs"] / "plate.png")), parent_plate)
+    meta = json.loads((take["stairs"] / "meta.json").read_text())
+    h, w = meta["size"]["height"], meta["size"]["width"]
+    child = video.read_frames(take["stairs"] / "frames.mkv", w, h)
+    job = _job(shot_id="stairs", mode="extend", dialogue=(), audio_caption="Footsteps on iron steps.")
+    expected = overlay(with_scene_text(Image.fromarray(parent_plate), CHAIN.split("scene: ")[2].split("\n")[0]),
+                       job, None)
+    # exactly one header and the child's own texts: nothing of the parent's drawn layers
+    assert np.array_equal(child[0], np.asarray(expected))
+    parent_last = np.asarray(Image.open(take["lamp"] / "last_frame.png"))
+    assert not np.array_equal(parent_last, parent_plate)  # the parent's frames do carry drawings
+
+
+def test_the_report_says_when_guide_speech_is_tones(tmp_path, monkeypatch):
+    import shutil as _shutil
+    real_which = _shutil.which
+    monkeypatch.setattr("ovi_studio.render.preview.shutil.which",
+                        lambda name: None if name == "espeak-ng" else real_which(name))
+    story = tmp_path / "s.yaml"
+    story.write_text(CHAIN)
+    session = RenderSession(RenderOptions(source=story, out_dir=tmp_path / "out", engine="preview"),
+                            RenderProgress(quiet=True))
+    session.prepare()
+    outcome = session.run()
+    engine = json.loads(outcome.report_path.read_text())["engine"]
+    assert engine["speech"] == "tones" and "apt-get install espeak-ng" in engine["speech_note"]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_with_espeak_the_guide_track_speaks_in_the_speech_window():
+    out = PreviewEngine().render(_job(), None)
+    assert PreviewEngine().identity()["speech"] == "espeak-ng"
+    (a, b), = speech_windows(["Good morning to you all"], 121 / 24)
+    voiced = np.abs(out.audio[int(a * 16000):int(b * 16000)]).max()
+    assert voiced > 0.05 and np.abs(out.audio[int(b * 16000) + 800:]).max() == 0

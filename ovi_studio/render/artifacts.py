@@ -47,6 +47,11 @@ class TakeLayout:
         return self.dir / "last_frame.png"
 
     @property
+    def plate(self) -> Path:
+        """The caption-free picture of a preview take (what extensions of it start from)."""
+        return self.dir / "plate.png"
+
+    @property
     def latents(self) -> Path:
         return self.dir / "latents.safetensors"
 
@@ -197,7 +202,7 @@ def begin_take(layout: TakeLayout) -> None:
         folder.check_target(layout.meta)
     layout.dir.mkdir(parents=True, exist_ok=True)
     for old in (layout.meta, layout.clip, layout.frames, layout.audio, layout.last_frame,
-                layout.latents, layout.dir / ERROR):
+                layout.plate, layout.latents, layout.dir / ERROR):
         if folder is not None:
             folder.remove_for_rewrite(old)
         else:

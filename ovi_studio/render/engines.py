@@ -47,6 +47,10 @@ class ShotOutput:
     audio: np.ndarray  # float32 [samples] at 16 kHz, as decoded
     latents: dict[str, Any] | None = None  # {"video": [C,F,h,w], "audio": [L,C]}
     info: dict[str, Any] = field(default_factory=dict)  # timings, peak memory, ...
+    # The picture under anything drawn on the frames (the preview's header and captions):
+    # an extension of this take starts from it, so nothing drawn is inherited. None: the
+    # frames are the picture.
+    plate: np.ndarray | None = None  # uint8 [H, W, 3]
 
 
 class ShotEngine(Protocol):

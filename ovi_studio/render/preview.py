@@ -1,10 +1,13 @@
 """The preview engine: an animatic rendered without the model.
 
-Each take becomes a still — the shot's first frame, the parent's last frame for an extension,
-or a card with the scene text — overlaid with the dialogue as timed captions (speaker names,
-the same timings as the cut's subtitles) and the audio caption. The audio is a rough guide
-track: each line spoken by espeak-ng when it is installed, else a soft tone per line (a pitch
-per speaker). Durations are exact (the variant's 121 or 241 frames), so pacing and the
+Each take is a picture — the shot's first frame, the parent's picture for an extension, or a
+plain card coloured by the shot id — with drawn layers over it: a header naming the take, the
+shot's own scene text (t2v and extensions), the audio caption and the dialogue as timed
+captions (speaker names, the same timings as the cut's subtitles). The picture without the
+layers is kept as the take's plate; an extension starts from its parent's plate, so it never
+inherits the parent's header or captions. The audio is a rough guide track: each line spoken
+by espeak-ng when it is installed, else a soft tone per line (a pitch per speaker), and the
+engine's identity (meta.json, report.json) says which. Durations are exact (the variant's 121 or 241 frames), so pacing and the
 assembled cut are what the model's cut will be. Frames are 256 px high at the shot's aspect
 to keep a whole storyboard under a minute on a laptop.
 """
@@ -22,12 +25,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ovi_studio.media import audio as audio_io
+from ovi_studio.doctor import ESPEAK_INSTALL
 from ovi_studio.media.images import fit_image
 from ovi_studio.render.engines import ShotJob, ShotOutput, StepCallback
 from ovi_studio.render.subtitles import caption_text, speech_windows
 
 PREVIEW_HEIGHT = 256
-PREVIEW_VERSION = 1
+PREVIEW_VERSION = 2  # 2: extensions start from the parent's plate
 SAMPLE_RATE = 16_000
 FPS = 24
 TONE_LEVEL = 0.2
@@ -48,8 +52,11 @@ class PreviewEngine:
         self.espeak = espeak if speech is not False else None
 
     def identity(self) -> dict:
-        return {"name": self.name, "version": PREVIEW_VERSION,
-                "speech": "espeak-ng" if self.espeak else "tones"}
+        if self.espeak:
+            return {"name": self.name, "version": PREVIEW_VERSION, "speech": "espeak-ng"}
+        return {"name": self.name, "version": PREVIEW_VERSION, "speech": "tones",
+                "speech_note": "espeak-ng is not installed: a tone stands in for each spoken line "
+                               f"({ESPEAK_INSTALL})"}
 
     def prepare(self, jobs: list[ShotJob]) -> None:
         """Nothing to precompute: no text encoder."""
@@ -57,8 +64,9 @@ class PreviewEngine:
     def render(self, job: ShotJob, first_frame: Image.Image | None,
                on_step: StepCallback | None = None) -> ShotOutput:
         height, width = preview_size(job.height, job.width)
-        base = (fit_image(first_frame, height, width, job.settings.get("fit") or "crop")
-                if first_frame is not None else scene_card(job, height, width))
+        plate = (fit_image(first_frame, height, width, job.settings.get("fit") or "crop")
+                 if first_frame is not None else plain_card(job.shot_id, height, width))
+        base = plate if job.mode == "i2v" else with_scene_text(plate, job.scene or job.prompt)
         duration = job.frames / FPS
         windows = speech_windows([text for _, text in job.dialogue], duration)
         frames = self._frames(job, base, windows)
@@ -67,7 +75,8 @@ class PreviewEngine:
         sound = self._audio(job, windows)
         if on_step:
             on_step(2, 2)
-        return ShotOutput(frames, sound, None, {"preview_size": [height, width]})
+        return ShotOutput(frames, sound, None, {"preview_size": [height, width]},
+                          plate=np.asarray(plate.convert("RGB")))
 
     def _frames(self, job: ShotJob, base: Image.Image, windows) -> np.ndarray:
         """One drawn image per caption state, repeated over its frames."""
@@ -122,16 +131,22 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def scene_card(job: ShotJob, height: int, width: int) -> Image.Image:
-    """A card with the scene text on a muted colour derived from the shot id."""
-    digest = hashlib.sha256(job.shot_id.encode()).digest()
-    colour = tuple(40 + b % 50 for b in digest[:3])
-    card = Image.new("RGB", (width, height), colour)
-    draw = ImageDraw.Draw(card)
+def plain_card(shot_id: str, height: int, width: int) -> Image.Image:
+    """The picture of a t2v preview: a muted colour derived from the shot id."""
+    digest = hashlib.sha256(shot_id.encode()).digest()
+    return Image.new("RGB", (width, height), tuple(40 + b % 50 for b in digest[:3]))
+
+
+def with_scene_text(picture: Image.Image, text: str) -> Image.Image:
+    """The scene text over the picture, on a dark band so it reads over any image."""
+    card = picture.copy()
+    draw = ImageDraw.Draw(card, "RGBA")
+    width, height = card.size
     size = max(10, height // 16)
-    text = job.scene or job.prompt
     wrapped = textwrap.fill(" ".join(text.split()), width=max(12, int(width / (size * 0.55))))
     lines = wrapped.splitlines()[: max(1, (height - 4 * size) // (size + 4))]
+    box = draw.multiline_textbbox((size, 2 * size), "\n".join(lines), font=_font(size), spacing=4)
+    draw.rectangle((box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 4), fill=(0, 0, 0, 110))
     draw.multiline_text((size, 2 * size), "\n".join(lines), font=_font(size), fill=(235, 235, 225),
                         spacing=4)
     return card

@@ -499,7 +499,11 @@ class RenderSession:
         parent = self._parent_layout(step)
         parent_meta = read_meta(parent.meta) or {}
         size = parent_meta.get("size", {})
-        if shot.settings.seed_frame == "last":
+        if parent.plate.is_file():  # a preview: start from its picture, never its drawn captions
+            with Image.open(parent.plate) as img:
+                frame = img.convert("RGB")
+            tail_index, total = size.get("frames", 1) - 1, size.get("frames", 1)
+        elif shot.settings.seed_frame == "last":
             tail_index, total = size.get("frames", 1) - 1, size.get("frames", 1)
             with Image.open(parent.last_frame) as img:
                 frame = img.convert("RGB")
@@ -545,12 +549,15 @@ class RenderSession:
             audio_io.write_wav(tmp, np.asarray(output.audio, np.float32), AUDIO_RATE)
         with atomic_target(layout.last_frame) as tmp:
             save_png(tmp, frames[-1])
+        if output.plate is not None:
+            with atomic_target(layout.plate) as tmp:
+                save_png(tmp, output.plate)
         if output.latents:
             write_latents(layout.latents, output.latents)
         # no clip.mp4 here: the viewing copy is made where something shows it (render.viewing)
         files = {name: file_record(path, layout.dir) for name, path in (
-            ("frames", layout.frames), ("audio", layout.audio),
-            ("last_frame", layout.last_frame), ("latents", layout.latents)) if path.is_file()}
+            ("frames", layout.frames), ("audio", layout.audio), ("last_frame", layout.last_frame),
+            ("plate", layout.plate), ("latents", layout.latents)) if path.is_file()}
         shot = step.shot
         # as the engine rendered this take: fp8 and swapping follow the shot's settings
         self._engine_identity = self._engine.identity()
