@@ -111,7 +111,7 @@ def hand_off(outcome, junit: Path | None, as_json: bool) -> None:
 
 
 def print_plan(session, plan) -> None:
-    selected = session.selected_shots()
+    wanted = session.wanted_steps()
     steps = plan.steps
     will = {id(s) for s in session.takes_to_render()}
     typer.echo(f"plan for {session.loaded.path} -> {session.out_dir} (engine: {session.engine_name})")
@@ -119,7 +119,7 @@ def print_plan(session, plan) -> None:
         if step.status == "blocked":
             typer.echo(f"  {step.shot.id}/take{step.take}: cannot render: {step.reasons[0]}")
             continue
-        action = "render" if id(step) in will else ("skip (not selected)" if step.shot.id not in selected else "up to date")
+        action = "render" if id(step) in will else ("skip (not selected)" if id(step) not in wanted else "up to date")
         why = f" — {', '.join(step.reasons)}" if step.reasons and id(step) in will else ""
         parent = f" from {step.parent}" if step.parent else ""
         typer.echo(f"  {step.shot.id}/take{step.take}: {step.mode}{parent} {step.width}x{step.height} "

@@ -21,7 +21,7 @@ class TakeRecord:
     mode: str
     dir: Path
     cache_key: str
-    status: str = "pending"  # rendered | cached | failed | skipped | not selected | interrupted
+    status: str = "pending"  # rendered | cached | outdated | failed | skipped | not selected | interrupted
     reason: str | None = None
     seconds: float | None = None
     files: dict[str, str] = field(default_factory=dict)
@@ -30,7 +30,8 @@ class TakeRecord:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("rendered", "cached")
+        """A take the cut can use (an outdated one only where --only left it so)."""
+        return self.status in ("rendered", "cached", "outdated")
 
 
 def take_json(record: TakeRecord, out_dir: Path) -> dict:

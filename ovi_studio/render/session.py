@@ -67,7 +67,8 @@ class RenderOutcome:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        failed = self.failed_shots or self.quality_failures or self.final.get("status") == "failed"
+        failed = (self.failed_shots or self.quality_failures or self.final.get("status") == "failed"
+                  or self.final.get("missing"))  # a shot of the cut has no take at all
         return 1 if failed else 0
 
 
@@ -181,28 +182,29 @@ class RenderSession:
                 raise UserError(f"{flag}: no shot named {', '.join(bad)}",
                                 hint="shots: " + ", ".join(s.id for s in loaded.shots))
 
-    def selected_shots(self) -> set[str]:
-        ids = [s.id for s in self.loaded.shots]
-        if not self.options.only:
-            return set(ids)
-        by_id = {s.id: s for s in self.loaded.shots}
-        chosen = set()
-        for name in self.options.only:
-            while name is not None and name not in chosen:  # ancestors too (rendered when stale)
-                chosen.add(name)
-                name = by_id[name].extends
-        return chosen
-
     @property
     def engine_name(self) -> str:
         return self._engine_name
 
     def takes_to_render(self) -> list:
-        """The planned takes this render will run (selected, and forced, stale, or downstream
+        """The planned takes this render will run (wanted, and forced, stale, or downstream
         of one that renders)."""
-        selected = self.selected_shots()
-        return self._predict([s for s in self.plan.steps
-                              if s.shot.id in selected and s.status != "blocked"])
+        wanted = self.wanted_steps()
+        return self._predict([s for s in self.plan.steps if id(s) in wanted and s.status != "blocked"])
+
+    def wanted_steps(self) -> set[int]:
+        """Steps this render is asked for: every take of the shots named by --only (all shots
+        without it), and of their ancestors only the take each extension continues from —
+        --only renders nothing that nothing asked for."""
+        named = set(self.options.only or [s.id for s in self.loaded.shots])
+        wanted: set[int] = set()
+        needed: set[tuple[str, int]] = set()
+        for step in reversed(self.plan.steps):  # children come after their parents
+            if step.shot.id in named or (step.shot.id, step.take) in needed:
+                wanted.add(id(step))
+                if step.parent is not None:
+                    needed.add((step.parent, step.parent_take))
+        return wanted
 
     def _forced(self, shot_id: str) -> bool:
         force = self.options.force
@@ -240,7 +242,7 @@ class RenderSession:
         as scheduler tasks; `load_engine` starts this process's engine when one will render."""
         self._started = time.time()
         self.events = EventLog(self.out_dir / EVENTS_NAME)
-        selected = self.selected_shots()
+        wanted = self.wanted_steps()
         will_render = self.takes_to_render()
         self._predicted = {(s.shot.id, s.take) for s in will_render}
         self.progress.start(len(will_render), sum(self.estimate(s) for s in will_render))
@@ -248,10 +250,8 @@ class RenderSession:
             self.prepare_engine(will_render)
         self._scheduled, self._outcomes = [], {}
         for step in self.plan.steps:
-            if step.shot.id not in selected:  # kept as it is; usable in the cut when current
-                meta = self._committed(step)
-                self.records.append(self._record(step, "not selected") if meta is None
-                                    else self._cached_record(step, meta))
+            if id(step) not in wanted:  # kept as it is; the cut uses it, stale or not
+                self.records.append(self._kept_record(step))
             elif step.status == "blocked":
                 self._record_blocked(step)
             else:
@@ -320,6 +320,21 @@ class RenderSession:
             else:
                 self.records.append(self._cached_record(step, meta))
         return self._finish(started, False)
+
+    def _kept_record(self, step) -> TakeRecord:
+        """A take --only leaves alone: cached when current; outdated (still used in the cut,
+        with a warning) when an earlier render of it is complete; else it has no take."""
+        meta = self._committed(step) if step.status != "blocked" else None
+        if meta is not None:
+            return self._cached_record(step, meta)
+        layout = TakeLayout(step.artifact_dir)
+        earlier = read_json(layout.meta)
+        if earlier and earlier.get("status") == "done" and committed_meta(layout, earlier.get("cache_key")):
+            record = self._cached_record(step, earlier)
+            record.status = "outdated"
+            record.reason = (f"not re-rendered (--only): {', '.join(step.reasons) or 'out of date'}")
+            return record
+        return self._record(step, "not selected", "no take yet (not selected by --only)")
 
     def _cached_record(self, step, meta: dict) -> TakeRecord:
         record = self._record(step, "cached")
@@ -699,15 +714,23 @@ class RenderSession:
         segments, missing = self.cut_segments()
         final = self.final_path()
         if missing:
-            self.progress.log(f"final cut not assembled: missing {', '.join(missing)}", important=True)
-            return {"status": "skipped", "reason": "missing shots: " + ", ".join(missing)}
+            self.progress.log(f"final cut not assembled: no usable take of {', '.join(missing)} "
+                              f"(render them: --only {','.join(missing)})", important=True)
+            return {"status": "skipped", "reason": "no take of: " + ", ".join(missing),
+                    "missing": missing}
+        outdated = [seg.shot_id for seg in segments
+                    if (r := self._take_record(seg.shot_id, self.choices[seg.shot_id].take))
+                    and r.status == "outdated"]
+        if outdated:
+            self.progress.log(f"warning: the cut uses out-of-date takes of {', '.join(outdated)} "
+                              "(not re-rendered: --only)", important=True)
         settings = self.assembly_settings()
         key = assembly_key(segments, settings, final)
         old = (previous_report(self.out_dir) or {}).get("final")
         old = old if isinstance(old, dict) else {}
         if old.get("key") == key and final.is_file() and final.stat().st_size == old.get("bytes"):
             self.progress.log(f"final cut up to date: {final}")
-            return {**old, "status": "cached"}
+            return {**old, "status": "cached", "outdated_shots": outdated}
         self.progress.log(f"assembling {len(segments)} shot(s) -> {final}"
                           + _reassembly_note(old.get("segments"), segments, self.out_dir))
         started = time.perf_counter()
@@ -717,7 +740,8 @@ class RenderSession:
         except Exception as exc:
             self.progress.log(f"assembly failed: {exc}", important=True)
             return {"status": "failed", "reason": str(exc)}
-        return final_json(result, self.out_dir, key, time.perf_counter() - started, segments)
+        return {**final_json(result, self.out_dir, key, time.perf_counter() - started, segments),
+                "outdated_shots": outdated}
 
 
 def _reassembly_note(old_segments: list | None, segments: list[Segment], out_dir: Path) -> str:
