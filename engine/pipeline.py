@@ -13,6 +13,8 @@ truncating conversion. Every memory decision is the request's `MemoryConfig` (en
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -72,12 +74,15 @@ def frames_uint8(video: torch.Tensor) -> torch.Tensor:
 class _Timer:
     """Accumulates wall time per named section (synchronising CUDA so GPU work is counted)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, on_section: Callable[[str], None] | None = None):
         self.device = device
         self.timings: dict[str, float] = {}
+        self.on_section = on_section  # told each section's name as it starts (progress display)
 
     @contextlib.contextmanager
     def section(self, name: str):
+        if self.on_section is not None:
+            self.on_section(name)
         start = time.perf_counter()
         yield
         if self.device.type == "cuda":
@@ -101,9 +106,12 @@ def shot_size(nets: Networks, height: int, width: int) -> ShotSize:
 
 
 @torch.inference_mode()
-def generate(nets: Networks, request: ShotRequest, callback: Callback | None = None) -> ShotResult:
+def generate(nets: Networks, request: ShotRequest, callback: Callback | None = None,
+             on_phase: Callable[[str], None] | None = None) -> ShotResult:
+    """`callback(done, total)` after each denoising step; `on_phase(name)` as each phase
+    (text, image_encode, load_model, denoise, audio_decode, video_decode) starts."""
     memory, device = request.memory, nets.device
-    timer = _Timer(device)
+    timer = _Timer(device, on_phase)
     reset_peak_memory(device)
     texts = (request.prompt, request.video_negative, request.audio_negative)
     with timer.section("text"):

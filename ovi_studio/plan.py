@@ -26,6 +26,7 @@ from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_eng
                                     storyboard_ckpt_dir)
 from ovi_studio.errors import UserError, at
 from ovi_studio.media.images import ImageLoadError, aspect_fitted_size, first_frame_file
+from ovi_studio.counting import CountProgress
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
 # Bump when the engine or post-processing changes what a given key renders to.
@@ -198,7 +199,10 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
 
     steps: list[PlannedTake] = []
     takes_of: dict[str, list[PlannedTake]] = {}
-    for shot in execution_order(loaded):
+    shots = execution_order(loaded)
+    progress = CountProgress("plan", len(shots))
+    for shot in shots:
+        progress.advance()
         check_pick(shot)
         parent = None
         if shot.extends:  # the parent's chosen take (parent_take)
@@ -211,7 +215,8 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
             blocked = f"{exc}; {FIRST_FRAME_FIX} ({shot.origin.file}:{shot.line})"
         else:  # an extension of a blocked shot has no size either
             blocked = f"extends {shot.extends}, which is blocked" if height is None else None
-        per_take = 0.0 if blocked else cost.take_seconds(height, width, variant, s.steps)
+        # GPU time: the preview engine uses none
+        per_take = 0.0 if blocked or choice.name == "preview" else cost.take_seconds(height, width, variant, s.steps)
         for take in range(shot.takes):
             inputs = {
                 "engine_version": ENGINE_VERSION, "engine": choice.name, "model": variant.name,

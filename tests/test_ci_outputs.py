@@ -24,7 +24,7 @@ SCHEMA = Path(__file__).parent / "data" / "junit.xsd"
 
 
 class BoatFails(PreviewEngine):
-    def render(self, job, first_frame, on_step=None):
+    def render(self, job, first_frame, on_step=None, on_phase=None):
         if job.shot_id == "boat":
             raise RuntimeError("the boat sank")
         return super().render(job, first_frame, on_step)

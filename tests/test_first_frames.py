@@ -79,9 +79,9 @@ class RecordingPreview(PreviewEngine):
     """The preview engine, keeping the first frame the session hands over."""
     seen: list = []
 
-    def render(self, job, first_frame, on_step=None):
+    def render(self, job, first_frame, on_step=None, on_phase=None):
         RecordingPreview.seen.append((job, first_frame))
-        return super().render(job, first_frame, on_step)
+        return super().render(job, first_frame, on_step, on_phase)
 
 
 @pytest.mark.parametrize("extra, source_size", [("", (160, 90)), ("    aspect: '1:1'\n", (90, 90))])

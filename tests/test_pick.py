@@ -55,7 +55,7 @@ class SolidEngine:
     def prepare(self, jobs):
         pass
 
-    def render(self, job, first_frame, on_step=None):
+    def render(self, job, first_frame, on_step=None, on_phase=None):
         frames = np.empty((job.frames, SIZE, SIZE, 3), np.uint8)
         frames[:] = COLOURS[job.take]
         t = np.arange(int(job.frames / 24 * 16000)) / 16000

@@ -191,7 +191,7 @@ class _OutOfMemoryOnce:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def render(self, job, first_frame, on_step=None):
+    def render(self, job, first_frame, on_step=None, on_phase=None):
         from ovi_studio.render.engines import OOM_ADVICE, OutOfMemory
         self.settings_seen.append(dict(job.settings))
         if not job.settings.get("tiled_vae"):

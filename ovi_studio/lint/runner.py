@@ -21,6 +21,7 @@ from ovi_studio.lint.findings import Finding, PromptContext, SettingFinding
 from ovi_studio.lint.registry import RULES
 from ovi_studio.lint.tokens import CHARS_PER_TOKEN, TEXT_LEN, token_counter
 from ovi_studio.prompt import CAPTION_OPEN, parse_prompt
+from ovi_studio.counting import CountProgress
 
 PROMPT_RULES = (rules_syntax.check, rules_placement.check, rules_length.check, rules_model.check)
 STORYBOARD_SUFFIXES = (".yaml", ".yml")
@@ -207,15 +208,20 @@ class StoryboardLinter:
     def run(self) -> list[Diagnostic]:
         self.out.extend(self.loaded.diagnostics)
         tokens = token_counter(self.ckpt_dir())
-        for shot in self.loaded.shots:
-            ctx = PromptContext(self.variant, shot.settings.duration, tokens)
-            self._prompt(shot, ctx)
-            self._settings(shot)
-            self._first_frame(shot)
-            self._negatives_of(shot.node, shot.id)
+        with CountProgress(f"check {self.path.name}", len(self.loaded.shots)) as progress:
+            for shot in self.loaded.shots:
+                self._shot(shot, tokens)
+                progress.advance()
         self._negatives_of(self._defaults(), None)
         self._graph()
         return self._suppress(self.out)
+
+    def _shot(self, shot, tokens) -> None:
+        ctx = PromptContext(self.variant, shot.settings.duration, tokens)
+        self._prompt(shot, ctx)
+        self._settings(shot)
+        self._first_frame(shot)
+        self._negatives_of(shot.node, shot.id)
 
     # -- per shot --------------------------------------------------------------------------
     def _prompt(self, shot, ctx: PromptContext) -> None:

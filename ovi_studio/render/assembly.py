@@ -27,6 +27,7 @@ import numpy as np
 
 from ovi_studio.media import audio, ffmpeg
 from ovi_studio.render.artifacts import atomic_target, write_text_atomic
+from ovi_studio.counting import CountProgress
 from ovi_studio.render.subtitles import (Cue, chapters_ffmetadata, shot_cues, to_srt, to_webvtt,
                                          without_overlaps)
 
@@ -128,8 +129,10 @@ def write_programme_audio(segments: list[Segment], settings: AssemblySettings, p
     one, under a crossfade) at a time; returns its length in samples."""
     declick = round(settings.declick_ms * SAMPLE_RATE / 1000)
     held = np.zeros(0, np.float32)  # the previous segment's end, which this one fades over
+    progress = CountProgress("assembly: programme audio", len(segments))
     with audio.WavWriter(path, SAMPLE_RATE) as out:
         for i, seg in enumerate(segments):
+            progress.advance()
             overlap = seg.transition_frames * SAMPLES_PER_FRAME if i else 0
             outgoing = _outgoing(segments, i) * SAMPLES_PER_FRAME
             clip = audio.fade_edges(segment_audio(seg), 0 if overlap else declick,

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
+PhaseCallback = Callable[[str], None]  # the name of the phase that starts
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,10 @@ class ShotEngine(Protocol):
         text encoder)."""
 
     def render(self, job: ShotJob, first_frame: Image.Image | None,
-               on_step: StepCallback | None = None) -> ShotOutput:
+               on_step: StepCallback | None = None,
+               on_phase: PhaseCallback | None = None) -> ShotOutput:
+        """`on_step(done, total)` after each denoising step, `on_phase(name)` as each phase
+        starts (names in render.progress.PHASES)."""
         ...
 
     def close(self) -> None:
@@ -148,7 +152,8 @@ class OviEngine:
                                      blocks_to_swap=settings.get("blocks_to_swap") or None)
 
     def render(self, job: ShotJob, first_frame: Image.Image | None,
-               on_step: StepCallback | None = None) -> ShotOutput:
+               on_step: StepCallback | None = None,
+               on_phase: PhaseCallback | None = None) -> ShotOutput:
         from engine.pipeline import ShotRequest, generate
         from engine.sampling import SamplerSettings
         networks = self.networks
@@ -161,7 +166,7 @@ class OviEngine:
                               memory=self._memory, loras=self._loras)
         started = time.perf_counter()
         try:
-            result = generate(networks, request, callback=on_step)
+            result = generate(networks, request, callback=on_step, on_phase=on_phase)
         except Exception as exc:
             if _is_oom(exc):
                 _free_cuda_cache()

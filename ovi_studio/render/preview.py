@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ovi_studio.media import audio as audio_io
 from ovi_studio.doctor import ESPEAK_INSTALL
 from ovi_studio.media.images import fit_image
-from ovi_studio.render.engines import ShotJob, ShotOutput, StepCallback
+from ovi_studio.render.engines import PhaseCallback, ShotJob, ShotOutput, StepCallback
 from ovi_studio.render.subtitles import caption_text, speech_windows
 
 PREVIEW_HEIGHT = 256
@@ -62,7 +62,10 @@ class PreviewEngine:
         """Nothing to precompute: no text encoder."""
 
     def render(self, job: ShotJob, first_frame: Image.Image | None,
-               on_step: StepCallback | None = None) -> ShotOutput:
+               on_step: StepCallback | None = None,
+               on_phase: PhaseCallback | None = None) -> ShotOutput:
+        on_phase = on_phase or (lambda name: None)
+        on_phase("draw")
         height, width = preview_size(job.height, job.width)
         plate = (fit_image(first_frame, height, width, job.settings.get("fit") or "crop")
                  if first_frame is not None else plain_card(job.shot_id, height, width))
@@ -72,6 +75,7 @@ class PreviewEngine:
         frames = self._frames(job, base, windows)
         if on_step:
             on_step(1, 2)
+        on_phase("guide_speech")
         sound = self._audio(job, windows)
         if on_step:
             on_step(2, 2)

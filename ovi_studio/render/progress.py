@@ -1,9 +1,14 @@
-"""Progress for a render: a rich display on a terminal, plain log lines elsewhere (CI), nothing
-but the essentials with --quiet.
+"""Progress a person can follow: a rich display on a terminal, plain log lines elsewhere (the
+logs of nightly runs), nothing but the essentials with --quiet.
 
-The overall bar counts estimated seconds, not shots: each take contributes its
-`PlannedTake.estimate_seconds` from the plan's cost model, so the remaining-time estimate
-weighs a 10 s 960x960 take correctly against a 5 s one. Step callbacks advance it within a take.
+A render shows every phase of every take (prompt encoding, model load, each denoising step,
+video decode, audio decode, colour match, writing) and of the cut (assembly): live on a
+terminal, one line per phase when piped. The overall bar counts estimated seconds, not shots:
+each take contributes its estimate (measured timings of earlier takes where there are any, see
+render/timings.py, else the plan's cost model), so the remaining time weighs a 10 s 960x960
+take correctly against a 5 s one. Step callbacks advance it within a take.
+
+Long loops over shots (lint, plan, assembly of large storyboards) use `ovi_studio.counting`.
 """
 from __future__ import annotations
 
@@ -12,7 +17,18 @@ import time
 from typing import TextIO
 
 from rich.console import Console
+from ovi_studio.counting import clock_text as _clock
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+# What each phase is called on screen (engine timer sections and the session's own steps).
+PHASES = {
+    "text": "encoding prompts", "encode_prompts": "encoding prompts", "load_model": "loading the model",
+    "image_encode": "encoding the first frame", "denoise": "denoising", "offload": "moving weights off the GPU",
+    "audio_decode": "decoding audio", "video_decode": "decoding video", "draw": "drawing frames",
+    "guide_speech": "guide speech", "color_match": "matching colour", "write": "writing files",
+    "assembly": "assembling the cut",
+}
 
 
 class RenderProgress:
@@ -39,7 +55,11 @@ class RenderProgress:
         self.log(f"[{self.done_takes + 1}/{self.total_takes}] {label} ...")
 
     def step(self, done: int, total: int) -> None:
-        """Plain logs stay quiet per step; one line per take is enough in CI logs."""
+        """Plain logs stay quiet per step; the phase lines say where a take is."""
+
+    def phase(self, label: str, name: str) -> None:
+        """A take (or the cut) enters a phase: one line per phase in a log."""
+        self.log(f"  {label}: {PHASES.get(name, name)}")
 
     def take_finished(self, label: str, status: str, seconds: float, estimate_s: float) -> None:
         self.done_takes += 1
@@ -92,6 +112,12 @@ class RichRenderProgress(RenderProgress):
         self._progress.advance(self._overall, credit - self._take_credit)
         self._take_credit = credit
 
+    def phase(self, label: str, name: str) -> None:
+        if self._shot is not None and label == self._label:
+            self._progress.update(self._shot, description=f"  {label}: {PHASES.get(name, name)}")
+        else:
+            self.log(f"  {label}: {PHASES.get(name, name)}")
+
     def take_finished(self, label: str, status: str, seconds: float, estimate_s: float) -> None:
         self.done_takes += 1
         self._progress.advance(self._overall, estimate_s - self._take_credit)
@@ -110,10 +136,3 @@ def make_progress(quiet: bool = False, stream: TextIO | None = None) -> RenderPr
     if not quiet and stream.isatty():
         return RichRenderProgress(Console(file=stream), quiet)
     return RenderProgress(stream, quiet)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

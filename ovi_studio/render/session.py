@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -45,10 +46,10 @@ from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.report import REPORT, TakeRecord, build_report, previous_report, write_report
 from ovi_studio.render.events import EVENTS_NAME, EventLog
 from ovi_studio.render.scheduler import DONE, FAILED, LOCAL, Event, InlineBackend, Outcome, Task, schedule
+from ovi_studio.render.timings import PREVIEW_FALLBACK_S, TimingStore, timing_key
 
 AUDIO_RATE = 16_000
 ASSEMBLY_VERSION = 3  # 2: report.json lists the cut's segments; 3: mp4 tags
-PREVIEW_SECONDS_PER_TAKE = 1.0
 
 
 @dataclass
@@ -141,6 +142,8 @@ class RenderSession:
         self._custom_factory = engine_factory
         self._engine_factory: Callable[[], ShotEngine] | None = None
         self._engine_identity: dict = {}
+        from engine.embedding_cache import cache_root
+        self.timings = TimingStore(cache_root())
         self.choices: dict[str, picking.Choice] = {}
         self.events: EventLog | None = None  # events.jsonl beside the report (the driver's)
 
@@ -371,10 +374,19 @@ class RenderSession:
         self.progress.log(f"{step.shot.id}/take{step.take}: {status.upper()}: {record.reason}",
                           important=status == "failed")
 
+    def _timing_key(self, step) -> str:
+        device = self.options.device or ("cuda" if self._engine_name == "ovi" else "cpu")
+        return timing_key(device, self._engine_name, self.loaded.variant.name, self.options.preset,
+                          step.height or 0, step.width or 0)
+
     def estimate(self, step) -> float:
-        """Seconds a take should take: the plan's GPU cost model for the model, a flat guess
-        for the animatic."""
-        return step.estimate_seconds if self._engine_name == "ovi" else PREVIEW_SECONDS_PER_TAKE
+        """Seconds a take should take: measured on earlier takes of the same device, engine,
+        variant, preset and size (render/timings.py), else the plan's cost model for the model
+        and a flat guess for the animatic (which uses no GPU)."""
+        measured = self.timings.estimate(self._timing_key(step), step.shot.settings.steps)
+        if measured is not None:
+            return measured
+        return step.estimate_seconds if self._engine_name == "ovi" else PREVIEW_FALLBACK_S
 
     def _failed(self) -> bool:
         return any(r.status == "failed" for r in self.records)
@@ -423,7 +435,8 @@ class RenderSession:
         try:
             self._engine = self._engine_factory()
             self._engine_identity = self._engine.identity()
-            self.progress.log(f"engine: {self._engine.name}; encoding {len(will_render)} prompt(s)")
+            self.progress.log(f"engine: {self._engine.name}")
+            self.progress.phase(f"{len(will_render)} take(s)", "encode_prompts")
             self._engine.prepare([shot_job(s, s.shot, ()) for s in will_render])
         except CheckpointError as exc:
             raise UserError(f"the {self._engine_name} engine cannot start: {exc}") from None
@@ -460,6 +473,9 @@ class RenderSession:
         record = self._record(step, "failed")
         try:
             meta = self._render_take(step)
+            timings = meta.get("timings") or {}
+            self.timings.record(self._timing_key(step), step.shot.settings.steps,
+                                time.perf_counter() - started, timings.get("denoise"))
             record.status = "rendered"
             record.files = {k: v["path"] for k, v in meta["files"].items()}
         except (ImageLoadError, OutOfMemory) as exc:
@@ -488,16 +504,21 @@ class RenderSession:
         first, provenance = self._first_frame(step)
         job = shot_job(step, shot, dialogue_of(self.loaded, shot),
                        {"tiled_vae": bool(yaml_value(self.options.overrides.get("tiled_vae", "false")))}, self.loaded)
+        label = f"{shot.id}/take{step.take}"
+        on_phase = functools.partial(self.progress.phase, label)
         try:
-            output = self._engine.render(job, first, self._on_step)
+            output = self._engine.render(job, first, self._on_step, on_phase)
         except OutOfMemory:
             if not self.options.oom_retry:
                 raise
             self.progress.log(f"{shot.id}: out of memory; retrying once with more memory saving",
                               important=True)
             job = dataclasses.replace(job, settings=memory_saving(job.settings))
-            output = self._engine.render(job, first, self._on_step)
+            output = self._engine.render(job, first, self._on_step, on_phase)
+        if step.mode == "extend" and self._engine.color_drift and shot.settings.color_match != "off":
+            on_phase("color_match")
         color = self._color_match(step, output)
+        on_phase("write")
         return self._write_take(step, layout, job, output, first, provenance, color)
 
     def _first_frame(self, step) -> tuple[Image.Image | None, dict | None]:
@@ -731,6 +752,7 @@ class RenderSession:
         if old.get("key") == key and final.is_file() and final.stat().st_size == old.get("bytes"):
             self.progress.log(f"final cut up to date: {final}")
             return {**old, "status": "cached", "outdated_shots": outdated}
+        self.progress.phase("cut", "assembly")
         self.progress.log(f"assembling {len(segments)} shot(s) -> {final}"
                           + _reassembly_note(old.get("segments"), segments, self.out_dir))
         started = time.perf_counter()
