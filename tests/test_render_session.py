@@ -263,7 +263,9 @@ def test_force_only_and_takes(tmp_path):
     _, only = render(story, tmp_path / "fresh", engine="preview", only=["b"])
     assert statuses(only) == {"a/0": "rendered", "b/0": "rendered", "c/0": "not selected",
                               "d/0": "not selected", "d/1": "not selected"}
-    assert only.final["status"] == "skipped" and only.exit_code == 0
+    # shots of the cut without any take: no cut, and the exit code says so (issue 16.7)
+    assert only.final["status"] == "skipped" and only.final["missing"] == ["c", "d"]
+    assert only.exit_code == 1
     _, three = render(story, tmp_path / "out", engine="preview", takes=3)
     rendered = sorted(k for k, v in statuses(three).items() if v == "rendered")
     assert rendered == ["a/1", "a/2", "b/1", "b/2", "c/1", "c/2", "d/2"]  # take 0 seeds the chain
