@@ -331,7 +331,7 @@ class RenderSession:
         if meta is not None:
             return self._cached_record(step, meta)
         layout = TakeLayout(step.artifact_dir)
-        earlier = read_json(layout.meta)
+        earlier = read_meta(layout.meta)
         if earlier and earlier.get("status") == "done" and committed_meta(layout, earlier.get("cache_key")):
             record = self._cached_record(step, earlier)
             record.status = "outdated"
