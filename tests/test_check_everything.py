@@ -53,7 +53,8 @@ def test_nothing_says_all_checks_passed_when_a_file_could_not_be_checked(tmp_pat
     story = _write(tmp_path, "version: 1\nshots:\n  - id: a\n    prompt: A man says hello. Audio: wind, rain.\n")
     result = runner.invoke(app, ["check", str(story)])
     assert result.exit_code == 2 and "All checks passed" not in result.output
-    assert "could not be checked" in result.output
+    both = runner.invoke(app, ["check", str(story), str(_write(tmp_path, FOUR_ERRORS, "other.yaml"))])
+    assert "Found 4 errors" in both.output and "1 file(s) could not be checked" in both.output
     # the YAML error inside a prompt says how to write it, with the line
     assert ":4:" in result.output and "quote it" in result.output and "`prompt: |`" in result.output
 

@@ -79,9 +79,8 @@ def check_command(
 
     tty = output is None and sys.stdout.isatty()
     text = render(diagnostics, output_format.value, show_source=tty if show_source is None else show_source)
-    if failed and output_format == OutputFormat.text:  # never "All checks passed" when some were not
-        kept = text.splitlines()[:-1] if not diagnostics else text.splitlines()
-        text = "\n".join(kept + [f"{failed} file(s) could not be checked (see above)."]) + "\n"
+    if failed and diagnostics and output_format == OutputFormat.text:  # the summary is not all
+        text += f"{failed} file(s) could not be checked (see above).\n"
     # YAML escapes can smuggle lone surrogates into values we quote; never crash printing them
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if output is not None:
