@@ -1,7 +1,8 @@
 """Pure tensor functions of the fusion DiT: RoPE and the timestep embedding.
 
-Precision follows the reference: RoPE rotates in complex128 and rounds the
-result to bf16; the sinusoidal embedding is float64 (the caller rounds it).
+Precision: RoPE rotates in fp32 with fp32 cos/sin tables built once per shot (the reference
+uses complex128 per call; the result rounds to the same bf16 but for rare boundary cases); the
+sinusoidal embedding is float64 as in the reference (the caller rounds it).
 """
 from __future__ import annotations
 
@@ -12,64 +13,69 @@ ROPE_THETA = 10000.0
 
 # --- RoPE -------------------------------------------------------------------------------------
 
-def rope_frequencies(length: int, width: int, scale: float = 1.0) -> torch.Tensor:
-    """exp(i * pos * scale * theta^(-2k/width)) for pos < length, k < width/2: complex128 [length, width/2]."""
+Rope = tuple[torch.Tensor, torch.Tensor]  # (cos, sin), fp32 [S, 1, d/2]: one angle per pair
+
+
+def rope_angles(length: int, width: int, scale: float = 1.0) -> torch.Tensor:
+    """pos * scale * theta^(-2k/width) for pos < length, k < width/2: float64 [length, width/2]."""
     freqs = 1.0 / torch.pow(ROPE_THETA, torch.arange(0, width, 2).to(torch.float64).div(width))
-    freqs = torch.outer(torch.arange(length), scale * freqs)
-    return torch.polar(torch.ones_like(freqs), freqs)
+    return torch.outer(torch.arange(length).to(torch.float64), scale * freqs)
 
 
-def video_rope(grid: tuple[int, int, int], head_dim: int, device=None) -> torch.Tensor:
-    """Per-token rotations of a (frames, rows, columns) token grid, row-major: complex128 [S, 1, d/2].
+def _tables(angles: torch.Tensor, device) -> Rope:
+    """cos and sin of float64 angles [S, c], rounded once to fp32 [S, 1, c]."""
+    return tuple(f(angles).float()[:, None, :].to(device) for f in (torch.cos, torch.sin))
+
+
+def video_rope(grid: tuple[int, int, int], head_dim: int, device=None) -> Rope:
+    """Per-token rotations of a (frames, rows, columns) token grid, row-major: [S, 1, d/2] each.
 
     Pairs are split d-4*floor(d/6) / 2*floor(d/6) / 2*floor(d/6) real dims (44/42/42 at d=128)
     between the frame, row and column index.
     """
     f, h, w = grid
     band = 2 * (head_dim // 6)
-    tables = [rope_frequencies(n, width).to(device)
-              for n, width in ((f, head_dim - 2 * band), (h, band), (w, band))]
-    table = torch.cat([
-        tables[0].view(f, 1, 1, -1).expand(f, h, w, -1),
-        tables[1].view(1, h, 1, -1).expand(f, h, w, -1),
-        tables[2].view(1, 1, w, -1).expand(f, h, w, -1),
+    frame, row, column = (rope_angles(n, width) for n, width in ((f, head_dim - 2 * band), (h, band), (w, band)))
+    angles = torch.cat([
+        frame.view(f, 1, 1, -1).expand(f, h, w, -1),
+        row.view(1, h, 1, -1).expand(f, h, w, -1),
+        column.view(1, 1, w, -1).expand(f, h, w, -1),
     ], dim=-1)
-    return table.reshape(f * h * w, 1, -1)
+    return _tables(angles.reshape(f * h * w, -1), device)
 
 
-def audio_rope(length: int, head_dim: int, scale: float, device=None) -> torch.Tensor:
-    """Rotations of a 1-D audio sequence: only the first d-4*floor(d/6) real dims, by position*scale.
-
-    Returns complex128 [L, 1, c] with c < d/2; the remaining pairs pass through unrotated.
-    """
-    return rope_frequencies(length, head_dim - 4 * (head_dim // 6), scale).to(device)[:, None, :]
-
-
-ROPE_CHUNK = 4096  # tokens rotated at a time: bounds the float64 temporaries (24 B per element)
+def audio_rope(length: int, head_dim: int, scale: float, device=None) -> Rope:
+    """Rotations of a 1-D audio sequence: only the first d-4*floor(d/6) real dims, by position*scale;
+    the other pairs get angle 0 (cos 1, sin 0), which passes them through unchanged."""
+    angles = rope_angles(length, head_dim - 4 * (head_dim // 6), scale)
+    unrotated = angles.new_zeros(length, head_dim // 2 - angles.shape[1])
+    return _tables(torch.cat([angles, unrotated], dim=1), device)
 
 
-def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (2j, 2j+1) of x [B, S, N, d] by rope [S, 1, c] (c <= d/2) -> bf16.
+ROPE_CHUNK = 4096  # tokens rotated at a time in eager mode: bounds the fp32 temporaries
 
-    The rotation runs in float64 like the reference's; it is elementwise, so doing it
-    `ROPE_CHUNK` tokens at a time gives the same bits with a fraction of the memory."""
-    if x.shape[1] <= ROPE_CHUNK:
-        return _rotate(x, rope)
+
+def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    """Rotate interleaved pairs (2j, 2j+1) of bf16 x [B, S, N, d] by the tables [S, 1, d/2] -> bf16.
+
+    The reference rotates in complex128; fp32 arithmetic on fp32 tables rounds to the same bf16
+    result except within ~1e-7 of a rounding boundary (bench/RESULTS.md has the measured
+    difference). The rotation is elementwise, so eager mode does it `ROPE_CHUNK` tokens at a
+    time; under torch.compile it fuses into one kernel with no temporaries at all."""
+    if x.shape[1] <= ROPE_CHUNK or torch.compiler.is_compiling():
+        return _rotate(x, *rope)
+    cos, sin = rope
     out = torch.empty(x.shape, dtype=torch.bfloat16, device=x.device)
     for start in range(0, x.shape[1], ROPE_CHUNK):
         end = start + ROPE_CHUNK
-        out[:, start:end] = _rotate(x[:, start:end], rope[start:end])
+        out[:, start:end] = _rotate(x[:, start:end], cos[start:end], sin[start:end])
     return out
 
 
-def _rotate(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    b, s, n, _ = x.shape
-    pairs = torch.view_as_complex(x.to(torch.float64).reshape(b, s, n, -1, 2))
-    c = rope.shape[-1]
-    rotated = pairs[..., :c] * rope
-    if c < pairs.shape[-1]:
-        rotated = torch.cat([rotated, pairs[..., c:]], dim=-1)
-    return torch.view_as_real(rotated).flatten(3).bfloat16()
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    pairs = x.float().unflatten(-1, (-1, 2))
+    even, odd = pairs[..., 0], pairs[..., 1]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(3).bfloat16()
 
 
 # --- timestep embedding -----------------------------------------------------------------------

@@ -87,17 +87,17 @@ def weight_bytes(arch: Arch, *, fp8: bool, blocks_to_swap: int) -> int:
 
 def activation_bytes(arch: Arch, video_tokens: int, audio_tokens: int) -> int:
     """Peak bytes of activations inside one fusion layer with both CFG branches alive (the
-    attention and FFN phases counted together: a conservative sum)."""
+    attention and FFN phases counted together: a conservative sum), for the worst case, i2v."""
     d, f = arch.video_dit.dim, arch.video_dit.ffn_dim
     tokens = video_tokens + audio_tokens
-    # e [L, D] and e0 [L, 6, D], shared by both branches, and a block's modulation (its offsets
-    # + e0, materialised) [L, 6, D]
-    modulation = tokens * 13 * d * 2
+    # i2v's per-token video modulation: e [L, D], e0 [L, 6, D] and a block's offsets + e0
+    # [L, 6, D]; a shared timestep (t2v, and the audio tower always) broadcasts one row instead
+    modulation = video_tokens * 13 * d * 2
     streams = 2 * tokens * d * 2  # both branches' residual streams
     ffn = video_tokens * f * 2 * 2  # hidden + GELU output
-    # q, k, v, out in bf16, plus RoPE's float64 temporaries over one chunk of tokens (the
-    # input, the rotated product and the concatenation, 8 bytes each)
-    attention = video_tokens * d * 4 * 2 + min(video_tokens, ROPE_CHUNK) * d * 3 * 8
+    # q, k, v, out in bf16, plus RoPE's fp32 temporaries over one chunk of tokens (the input
+    # pairs, two rotated halves and their stack, 4 bytes each)
+    attention = video_tokens * d * 4 * 2 + min(video_tokens, ROPE_CHUNK) * d * 4 * 4
     return int((modulation + streams + ffn + attention) * 1.25)  # 25%: allocator and temporaries
 
 

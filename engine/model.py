@@ -26,14 +26,14 @@ import torch.nn as nn
 from engine.arch import DiTParams
 from engine.fp8 import fp8_linears, hold_dequantized
 from engine.layers import Block, Head, Linear, PatchEmbed3d, audio_stem, mlp
-from engine.math import audio_rope, sinusoidal_embedding, video_rope
+from engine.math import Rope, audio_rope, sinusoidal_embedding, video_rope
 
 
 @dataclass(frozen=True)
 class TowerInputs:
-    e: torch.Tensor  # time embedding [1, S, D] (the head's modulation)
-    e0: torch.Tensor  # time projection [1, S, 6, D] (the blocks' modulation)
-    rope: torch.Tensor  # per-token rotations [S, 1, c], complex128
+    e: torch.Tensor  # time embedding [1, S, D] (the head's modulation); [1, 1, D] when shared
+    e0: torch.Tensor  # time projection [1, S, 6, D] (the blocks' modulation); [1, 1, 6, D] when shared
+    rope: Rope  # per-token rotations: fp32 cos and sin [S, 1, d/2]
     grid: tuple[int, ...]  # (frames, rows, columns) of video tokens, or (length,) for audio
     context: torch.Tensor  # embedded text [1, text_len, D]
 
@@ -54,34 +54,43 @@ class Tower(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), Linear(p.dim, 6 * p.dim))
         self.blocks = nn.ModuleList(Block(p) for _ in range(p.num_layers))
         self.head = Head(p.dim, math.prod(p.patch_size) * p.out_dim, p.eps)
+        self._rope: tuple[tuple, Rope] | None = None  # the last shot's tables, by (grid, device)
 
     def embed(self, latent: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         """Latent ([C, F, H, W] video or [L, C] audio) -> tokens [1, S, D] and the token grid."""
         x = self.patch_embedding(latent.unsqueeze(0))
         if self.params.is_audio:
-            return x, (x.shape[1],)
+            return x.contiguous(), (x.shape[1],)
         grid = tuple(x.shape[2:])
-        return x.flatten(2).transpose(1, 2), grid
+        # token-major from here on: every later op reads the residual stream contiguously
+        return x.flatten(2).transpose(1, 2).contiguous(), grid
 
-    def rope(self, grid: tuple[int, ...], device) -> torch.Tensor:
-        p = self.params
-        if p.is_audio:
-            return audio_rope(grid[0], p.head_dim, p.temporal_rope_scaling_factor, device)
-        return video_rope(grid, p.head_dim, device)
+    def rope(self, grid: tuple[int, ...], device) -> Rope:
+        """The rotation tables of a token grid, built once per shot (every step reuses them)."""
+        key = (grid, torch.device(device))
+        if self._rope is None or self._rope[0] != key:
+            p = self.params
+            tables = (audio_rope(grid[0], p.head_dim, p.temporal_rope_scaling_factor, device)
+                      if p.is_audio else video_rope(grid, p.head_dim, device))
+            self._rope = (key, tables)
+        return self._rope[1]
 
     def time_embeddings(self, t: torch.Tensor, grid: tuple[int, ...],
                         first_frame_is_clean: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token timesteps -> (e [1, S, D], e0 [1, S, 6, D]) in bf16.
+        """Timesteps -> (e, e0) in bf16: [1, 1, D] and [1, 1, 6, D] when every token shares the
+        timestep (broadcast over the tokens, never materialised per token), else per token
+        [1, S, D] and [1, S, 6, D].
 
         t has shape [1] (int64 or float32, as the scheduler made it). With a clean first frame
         (i2v, video only), the tokens of latent frame 0 get t = 0.
         """
-        seq_len = math.prod(grid)
-        t_tok = t[:, None].expand(1, seq_len).clone()
         if first_frame_is_clean:
+            t_tok = t[:, None].expand(1, math.prod(grid)).clone()
             t_tok[:, :math.prod(grid[1:])] = 0
+        else:
+            t_tok = t[:, None]
         emb = sinusoidal_embedding(self.params.freq_dim, t_tok.flatten())
-        e = self.time_embedding(emb.unflatten(0, (1, seq_len)).bfloat16())
+        e = self.time_embedding(emb.unflatten(0, t_tok.shape).bfloat16())
         return e, self.time_projection(e).unflatten(2, (6, self.params.dim))
 
     def embed_text(self, context: torch.Tensor) -> torch.Tensor:
@@ -158,12 +167,13 @@ class FusionModel(nn.Module):
         return self._fusion_layer(self.video_model.blocks[i], self.audio_model.blocks[i], V, A,
                                   video_in, audio_in, self.attention_backend)
 
-    def compile_layers(self) -> None:
+    def compile_layers(self, backend: str = "inductor") -> None:
         """Run every fusion layer through one `torch.compile`d `fusion_layer`. The layers share
         a structure, so one graph serves them all (the blocks' weights are graph inputs, which
         also lets block swapping move them); a second text length makes that dimension dynamic
-        instead of compiling again per prompt."""
-        self._fusion_layer = torch.compile(fusion_layer)
+        instead of compiling again per prompt. backend: torch.compile's ("eager" captures the
+        graph without generating code: what tests use)."""
+        self._fusion_layer = torch.compile(fusion_layer, backend=backend)
 
     @property
     def compiled(self) -> bool:

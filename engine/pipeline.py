@@ -32,7 +32,7 @@ from engine.lora_keys import LoraSpec
 from engine.memory_model import ShotSize, stream_text_encoder
 from engine.networks import Networks
 from engine.presets import MemoryConfig, blocks_to_swap
-from engine.sampling import Callback, SamplerSettings, denoise
+from engine.sampling import Callback, SamplerSettings, SamplingStats, denoise
 from engine.variants import snap_t2v_size
 from engine.video_vae import Tiling
 
@@ -63,6 +63,7 @@ class ShotResult:
     timings: dict[str, float]
     peak_memory_bytes: int | None
     memory: dict = field(default_factory=dict)  # how the shot was placed: blocks_to_swap, offload…
+    skipped_steps: list[int] = field(default_factory=list)  # denoising steps the step cache skipped
 
 
 def frames_uint8(video: torch.Tensor) -> torch.Tensor:
@@ -134,12 +135,13 @@ def generate(nets: Networks, request: ShotRequest, callback: Callback | None = N
             nets.park_decoders()
         model = nets.fusion(memory.fp8, blocks_to_swap(memory, nets.arch, shot_size(nets, height, width)),
                             request.loras)
+    stats = SamplingStats()
     with timer.section("denoise"):
         video_latents, audio_latents = denoise(
             model, settings=request.sampler, text=text, video_negative=video_negative,
             audio_negative=audio_negative, video_shape=video_shape, audio_shape=audio_shape,
             first_frame_latent=first_frame_latent, device=device, callback=callback,
-            streamer=nets.streamer)
+            streamer=nets.streamer, stats=stats)
     if memory.offload:
         with timer.section("offload"):
             nets.park_fusion()
@@ -156,7 +158,8 @@ def generate(nets: Networks, request: ShotRequest, callback: Callback | None = N
               "fp8": memory.fp8}
     return ShotResult(frames=frames, audio=audio, video_latents=video_latents.cpu(),
                       audio_latents=audio_latents.cpu(), height=height, width=width,
-                      timings=timer.timings, peak_memory_bytes=peak_memory_bytes(device), memory=placed)
+                      timings=timer.timings, peak_memory_bytes=peak_memory_bytes(device), memory=placed,
+                      skipped_steps=stats.skipped_steps)
 
 
 def describe(nets: Networks, memory: MemoryConfig, loras: tuple[LoraSpec, ...] = ()) -> dict:

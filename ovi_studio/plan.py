@@ -44,6 +44,7 @@ OUTPUT_NEUTRAL = {
     "transition_frames": "how the cut joins shots (the cut's own key covers it)",
     "draft_loras": "used only in drafts, where they are added to `loras` (keyed there)",
 }
+OPT_IN_FIELDS = ("step_cache", "cfg_batch")  # sampler speed modes, off by default
 _REASONS = {
     "prompt": "prompt changed",
     "video_negative": "negative prompt changed",
@@ -230,6 +231,9 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                 # only when used, so that takes without them keep their keys
                 **({"loras": _lora_identities(s.loras)} if _lora_identities(s.loras) else {}),
                 **({"draft": True} if s.draft else {}),
+                # opt-in speed modes that change the output: keyed only when on, so that takes
+                # rendered before they existed keep their keys
+                **{name: getattr(s, name) for name in OPT_IN_FIELDS if getattr(s, name)},
             }
             if mode == "i2v":  # the first frame's pixels reach the engine unresampled, aspect-fitted
                 asked = s.asked_size(variant)
@@ -303,7 +307,7 @@ def explain_changes(old: dict, new: dict, parent_takes: dict[str, int] | None = 
         elif name == "engine":
             reason = (f"rendered by {old.get('engine') or 'an older ovi-studio'}; "
                       f"this render uses {new.get('engine')}")
-        elif name in SAMPLER_FIELDS:
+        elif name in SAMPLER_FIELDS or name in OPT_IN_FIELDS:
             reason = f"sampler settings changed ({name})"
         else:
             reason = _REASONS.get(name, f"{name} changed")

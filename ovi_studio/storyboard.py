@@ -99,6 +99,13 @@ class Settings(_Strict):
                                "`draft_loras`), the same seeds as finals; keyed apart")
     draft_loras: list[LoraEntry] | None = Field(
         None, description="distillation LoRAs (e.g. a Wan2.2-5B few-step LoRA) added in drafts only")
+    step_cache: float | None = Field(
+        None, ge=0, le=1, description="opt-in feature caching: skip a denoising step's fusion pass "
+        "while its inputs changed less than this (relative L1, summed since the last full pass); "
+        "0 disables. Faster, not identical")
+    cfg_batch: bool | None = Field(
+        None, description="run both guidance branches as one batch of two (faster on large GPUs; "
+        "the same maths, bf16 rounding of batched kernels)")
     seed_frame: Literal["last", "sharpest"] | None = Field(
         None, description="which of the parent's final frames starts an extension")
     color_match: Literal["first", "previous", "off"] | None = Field(
@@ -233,7 +240,8 @@ BUILTIN_SETTINGS = dict(  # Ovi's inference defaults
     steps=50, solver="unipc", shift=5.0, seed=100, video_guidance=4.0, audio_guidance=3.0,
     slg_layer=11, video_negative="jitter, bad hands, blur, distortion",
     audio_negative="robotic, muffled, echo, distorted", fp8=False, blocks_to_swap=0,
-    loras=[], draft=False, draft_loras=[], seed_frame="last", fit="crop", transition="cut",
+    loras=[], draft=False, draft_loras=[], step_cache=0.0, cfg_batch=False, seed_frame="last",
+    fit="crop", transition="cut",
 )
 CROSSFADE_FRAMES = 12  # half a second at 24 fps when a crossfade gives no length
 # Draft tier: steps without and with a distillation LoRA (a few-step LoRA is trained for ~4
@@ -269,6 +277,8 @@ class ShotSettings:
     loras: tuple[LoraUse, ...]  # in a draft, the draft LoRAs are already added
     draft: bool
     draft_loras: tuple[LoraUse, ...]
+    step_cache: float
+    cfg_batch: bool
     seed_frame: str
     color_match: str
     fit: str

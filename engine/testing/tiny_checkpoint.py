@@ -42,6 +42,10 @@ TINY_ARCH: dict = {
 TINY_SHORT_ARCH: dict = {**TINY_ARCH, "variant": {"video_latent_length": 5, "audio_latent_length": 25,
                                                   "video_area": 4096}}
 
+# The tiny sizes with the 10-second model's own clip (61 video latents: 241 frames of 64x64;
+# 314 audio latents): the 960x960_10s whole-shot golden.
+TEN_SECOND_ARCH: dict = {**TINY_ARCH, "variant": {"video_area": 4096}}
+
 
 def write_tiny_checkpoint(root: str | Path, *, seed: int = 0, arch_json: dict | None = None,
                           variants: tuple[str, ...] = ("720x720_5s",)) -> Path:

@@ -176,6 +176,9 @@ class OviEngine:
         info = {"timings": {**dict(result.timings or {}), "total_s": time.perf_counter() - started},
                 "peak_memory_bytes": result.peak_memory_bytes,
                 "height": result.height, "width": result.width, "memory": result.memory}
+        if request.sampler.step_cache:  # which steps reused cached features, per take
+            info["step_cache"] = {"threshold": request.sampler.step_cache,
+                                  "skipped_steps": result.skipped_steps}
         return ShotOutput(np.asarray(result.frames, np.uint8), np.asarray(result.audio, np.float32),
                           latents, info)
 
