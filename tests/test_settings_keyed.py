@@ -38,7 +38,7 @@ EDITS = {
     "seed_frame": "sharpest", "color_match": "previous", "fit": "pad",
     "transition": "crossfade", "transition_frames": 6,
     "loras": [{"path": "style.safetensors", "scale": 0.8}], "draft": True,
-    "draft_loras": [{"path": "few-steps.safetensors"}],
+    "draft_loras": [{"path": "few-steps.safetensors"}], "step_cache": 0.1, "cfg_batch": True,
 }
 FIXED = {"duration": "each model makes one duration; another value is a check error"}
 
