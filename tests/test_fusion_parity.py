@@ -163,6 +163,8 @@ FORWARD_MISTAKES = {
 @pytest.mark.parametrize("mistake", FORWARD_MISTAKES)
 def test_planted_forward_mistake_fails_parity(model, golden, monkeypatch, mistake):
     monkeypatch.setattr(*FORWARD_MISTAKES[mistake])
+    for tower in (model.video_model, model.audio_model):  # RoPE tables are kept per shot
+        monkeypatch.setattr(tower, "_rope", None)
     errors = forward_errors(model, golden)
     assert max(errors.values()) > 5 * FORWARD_TOL, errors
 
@@ -188,15 +190,13 @@ def test_slg_on_the_positive_pass_fails_parity(model, golden, monkeypatch):
     layer = json.loads(meta["sampling"])["slg_layer"]
     assert layer > 0
 
-    def slg_on_positive(model, video, audio, t, *, text, video_negative, audio_negative,
-                        first_frame_is_clean, slg_layer, streamer=None):
-        pos = model(video, audio, t, text, text, first_frame_is_clean=first_frame_is_clean,
-                    slg_layer=slg_layer)
-        neg = model(video, audio, t, video_negative, audio_negative,
-                    first_frame_is_clean=first_frame_is_clean)
-        return pos, neg
+    real_branches = engine.sampling.branches
 
-    monkeypatch.setattr(engine.sampling, "cfg_branches", slg_on_positive)
+    def slg_on_positive(*args, **kwargs):
+        V, A, (positive, negative) = real_branches(*args, **kwargs)
+        return V, A, [(*positive[:2], negative[2]), (*negative[:2], 0)]
+
+    monkeypatch.setattr(engine.sampling, "branches", slg_on_positive)
     errors = sampling_errors(model, golden, ["unipc"])
     assert max(errors.values()) > 2 * SAMPLING_TOL, errors
 
