@@ -285,9 +285,28 @@ def _staleness(take: PlannedTake, parent_takes: list[PlannedTake]) -> tuple[str,
     except (OSError, ValueError, KeyError, TypeError):
         return "stale", [f"{META_FILE} is unreadable"]
     if stored_key == take.cache_key:
+        changed = changed_files(take.artifact_dir, meta)
+        if changed:
+            return "stale", [f"file changed since render ({', '.join(changed)})"]
         return "fresh", []
     picked = {p.cache_key: p.take for p in parent_takes}
     return "stale", explain_changes(stored, take.key_inputs, picked) or ["cache key changed"]
+
+
+def changed_files(take_dir: Path, meta: dict) -> list[str]:
+    """The take's files that no longer match what its meta.json recorded at commit: missing, of
+    another size, or of other content. Content is re-hashed only for a file whose size, mtime or
+    inode changed since it was last hashed (the stat cache); otherwise one stat suffices."""
+    files = meta.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(r, dict) and "path" in r for r in files.values()):
+        return [META_FILE]
+    changed = []
+    for record in files.values():
+        path = take_dir / record["path"]
+        if (not path.is_file() or path.stat().st_size != record.get("bytes")
+                or stat_cache().sha256(path) != record.get("sha256")):
+            changed.append(record["path"])
+    return changed
 
 
 def explain_changes(old: dict, new: dict, parent_takes: dict[str, int] | None = None) -> list[str]:

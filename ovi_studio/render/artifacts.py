@@ -11,7 +11,6 @@ meta.json exists, carries the planned cache key, and every recorded file still m
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.fingerprint import stat_cache
+from ovi_studio.plan import changed_files
 from ovi_studio.render.outdir import folder_for_write, held_folder_of
 
 META = "meta.json"
@@ -168,28 +169,19 @@ def _broken(path: Path, why: str) -> None:
     return None
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_record(path: Path, root: Path) -> dict:
+    """What meta.json records of a take's file at commit; hashing it also records the file's
+    version in the stat cache, so later runs verify it with one stat."""
     return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size,
-            "sha256": sha256_file(path)}
+            "sha256": stat_cache().sha256(path)}
 
 
 def committed_meta(layout: TakeLayout, cache_key: str) -> dict | None:
-    """The take's meta.json when the take is complete for `cache_key`, else None."""
+    """The take's meta.json when the take is complete for `cache_key` and its files are the
+    ones it committed, else None."""
     meta = read_meta(layout.meta)
-    if not meta or meta.get("cache_key") != cache_key:
+    if not meta or meta.get("cache_key") != cache_key or changed_files(layout.dir, meta):
         return None
-    for record in meta.get("files", {}).values():
-        path = layout.dir / record["path"]
-        if not path.is_file() or path.stat().st_size != record["bytes"]:
-            return None
     return meta
 
 
