@@ -16,9 +16,9 @@ class SlowPreview(PreviewEngine):
         super().__init__(speech=False)
         self.seconds = seconds
 
-    def render(self, job, first_frame, on_step=None):
+    def render(self, job, first_frame, on_step=None, on_phase=None):
         time.sleep(self.seconds)
-        return super().render(job, first_frame, on_step)
+        return super().render(job, first_frame, on_step, on_phase)
 
 
 class DiesOnce(SlowPreview):
@@ -29,13 +29,13 @@ class DiesOnce(SlowPreview):
         super().__init__(0.5)
         self.shot, self.marker = shot, Path(marker)
 
-    def render(self, job, first_frame, on_step=None):
+    def render(self, job, first_frame, on_step=None, on_phase=None):
         if job.shot_id == self.shot and not self.marker.exists():
             self.marker.write_text(str(os.getpid()))
             if on_step:
                 on_step(1, 2)
             os._exit(1)
-        return super().render(job, first_frame, on_step)
+        return super().render(job, first_frame, on_step, on_phase)
 
 
 class AlwaysFails(SlowPreview):
@@ -43,7 +43,7 @@ class AlwaysFails(SlowPreview):
         super().__init__(0.2)
         self.shot = shot
 
-    def render(self, job, first_frame, on_step=None):
+    def render(self, job, first_frame, on_step=None, on_phase=None):
         if job.shot_id == self.shot:
             raise RuntimeError(f"{self.shot} cannot render")
-        return super().render(job, first_frame, on_step)
+        return super().render(job, first_frame, on_step, on_phase)
