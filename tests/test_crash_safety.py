@@ -128,8 +128,9 @@ def test_two_renders_of_one_storyboard_at_once_both_end_well(tmp_path):
              for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
-    assert any("in use by render pid" in out + err for out, err in results)  # the second waited
     report = json.loads((out / "report.json").read_text())
     statuses = [t["status"] for s in report["shots"] for t in s["takes"]]
-    assert statuses == ["cached"] * 3  # the second found every take done by the first
+    # whichever started second waited for the folder (or started after the first ended) and
+    # found every take done: nothing rendered twice
+    assert statuses == ["cached"] * 3
     assert list((out / ".ovi-studio" / "tmp").iterdir()) == []
