@@ -13,6 +13,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 SHOTS = "shots"
 REPORT = "report.json"
 STATE = ".ovi-studio"  # locks and per-run temporary folders
+CUT_PIECES = "cut-pieces"  # under STATE: the cut's encoded pieces, which re-assembly reuses
 TAKES = ".takes"  # the content-addressed take store
 REVIEW_PAGE, REVIEW_ASSETS = "report.html", "review"
 RESERVED = frozenset({SHOTS, REPORT, STATE, TAKES, REVIEW_PAGE, REVIEW_ASSETS})

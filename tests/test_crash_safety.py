@@ -38,13 +38,13 @@ BLOCK_IN_ASSEMBLY = textwrap.dedent("""\
     from pathlib import Path
     from ovi_studio.media import ffmpeg
     marker = Path(sys.argv[1])
-    original = ffmpeg.stream_into
+    original = ffmpeg.run
     def blocking(*args, **kwargs):
-        if "-final.mp4" in repr(args):  # the cut's encode (the run's temporary final.mp4)
+        if "-final.mp4" in repr(args):  # the cut's mux (the run's temporary final.mp4)
             marker.write_text("assembling")
             time.sleep(600)
         return original(*args, **kwargs)
-    ffmpeg.stream_into = blocking
+    ffmpeg.run = blocking
     from ovi_studio.cli import app
     sys.argv = ["ovi-studio", *sys.argv[2:]]
     app()

@@ -4,6 +4,7 @@ take's frames; re-picking a parent makes its extensions stale (and the plan says
 a pick the best take by the quality checks goes in the cut."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -98,9 +99,15 @@ def test_pick_reassembles_without_an_engine(story):
     picking.record_pick(story, "harbour", 1)
     text = story.read_text()
     assert "  - id: harbour\n    pick: 1\n    takes: 2\n" in text and "# the harbour, seen twice" in text
-    session = session_for(story, never)
+    log = io.StringIO()
+    session = RenderSession(RenderOptions(source=story, out_dir=story.parent / "out"), RenderProgress(log), never)
+    session.prepare()
     outcome = session.assemble_existing()
     assert outcome.final["status"] == "done" and outcome.exit_code == 0
+    # only the re-picked shot's frames are encoded again; the report and the log say so
+    assert [(p["shots"], p["reused"]) for p in outcome.final["pieces"]] == [
+        (["harbour"], False), (["pier"], True), (["walk"], True)]
+    assert "cut: reused 2 of 3 encoded piece(s) of the cut; encoded 1: harbour" in log.getvalue()
     assert np.abs(first_frame_colour(session) - COLOURS[1]).max() < 6  # the picked take's frames
     picking.record_pick(story, "harbour", 0)  # replacing an existing pick
     assert "pick: 0" in story.read_text() and "pick: 1" not in story.read_text()

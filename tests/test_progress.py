@@ -7,13 +7,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
 from ovi_studio import counting as progress_mod
 from ovi_studio.render.inputs import RenderOptions
 from ovi_studio.counting import CountProgress
-from ovi_studio.render.progress import RenderProgress
+from ovi_studio.render import progress as render_progress
+from ovi_studio.render.progress import RenderProgress, RichRenderProgress
 from ovi_studio.render.session import RenderSession
 from ovi_studio.render.timings import TimingStore
 
@@ -51,6 +54,8 @@ def test_a_piped_log_has_one_line_per_phase_of_every_take_and_the_cut(tmp_path, 
         for phase in ("drawing frames", "guide speech", "writing files"):
             assert sum(line.strip() == f"{take}: {phase}" for line in lines) == 1, (take, phase)
     assert sum(line.strip() == "cut: assembling the cut" for line in lines) == 1
+    assert "cut: 241 frames to encode for 2 shots" in [line.strip() for line in lines]
+    assert any(line.strip().startswith("cut: 241/241 frames encoded, 2/2 shots (") for line in lines)
     assert not any("\r" in line or "\x1b" in line for line in lines)  # plain lines, no redraws
 
 
@@ -93,6 +98,38 @@ def test_timing_store_scales_the_denoising_share_with_steps(tmp_path):
     assert store.estimate("k", 25) == pytest.approx(40.0)
     assert TimingStore(tmp_path).estimate("k", 50) == pytest.approx(70.0)  # kept on disk
     assert store.estimate("other", 50) is None
+
+
+def test_the_cut_encode_logs_frames_shots_rate_and_eta_every_few_seconds(monkeypatch):
+    log = io.StringIO()
+    shown = RenderProgress(log)
+    clock = iter([0.0, 1.0, 6.0, 7.0, 12.0])
+    monkeypatch.setattr(render_progress, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    for frames, shots in [(0, 0), (100, 1), (150, 1), (160, 2), (300, 3)]:
+        shown.cut_encode(frames, 300, shots, 3)
+    assert log.getvalue().splitlines() == [
+        "  cut: 300 frames to encode for 3 shots",  # then nothing for a few seconds
+        "  cut: 150/300 frames encoded, 1/3 shots (25.0 frames/s, elapsed 0m06s, ETA 0m06s)",
+        "  cut: 300/300 frames encoded, 3/3 shots (25.0 frames/s, elapsed 0m12s, ETA 0m00s)"]
+    monkeypatch.undo()
+    quiet = RenderProgress(io.StringIO(), quiet=True)
+    quiet.cut_encode(0, 10, 0, 1)
+    quiet.cut_encode(10, 10, 1, 1)
+    assert quiet.stream.getvalue() == ""
+    assert render_progress.encode_line(0, 0, 3, 3, 1.0) == \
+        "0 frames to encode, 3/3 shots (every piece reused)"
+
+
+def test_the_cut_encode_draws_a_bar_on_a_terminal():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with RichRenderProgress(console) as shown:
+        shown.cut_encode(0, 300, 0, 3)
+        shown.cut_encode(150, 300, 1, 3)
+        task = shown._progress.tasks[-1]
+        assert (task.completed, task.total) == (150, 300)
+        assert task.description.startswith("  cut: 150/300 frames encoded, 1/3 shots (")
+        shown.cut_encode(300, 300, 3, 3)
+    assert "cut: 300/300 frames encoded, 3/3 shots" in console.file.getvalue()
 
 
 def test_count_progress_reports_done_rate_and_eta_only_for_large_jobs(monkeypatch):

@@ -7,12 +7,13 @@ the static build bundled with imageio-ffmpeg (which ships no ffprobe, hence medi
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -66,33 +67,33 @@ def run(args: list[str], *, stdin: bytes | None = None, check: bool = True,
     return proc
 
 
-def stream_into(producers: Iterable[list[str]], consumer: list[str]) -> None:
-    """Run `consumer` (reading its stdin) once, and the `producers` one after another, each
-    writing straight into that stdin: one continuous stream through one process, however many
-    producers, with no temporary file and nothing held in this process. A failure raises
-    FfmpegError for the command that failed (the consumer's when it stopped reading first)."""
-    consumer = [a for a in consumer if a != "-nostdin"]
-    with tempfile.TemporaryFile() as consumer_log:
-        proc = subprocess.Popen(consumer, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=consumer_log)
+def run_reporting(args: list[str], on_frames: Callable[[int], None]) -> None:
+    """Run one ffmpeg command (built with `command`) that writes video, calling `on_frames`
+    with the number of frames written so far as it goes (ffmpeg's `-progress` report, about
+    twice a second, and once at the end)."""
+    args = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         try:
-            for args in producers:
-                with tempfile.TemporaryFile() as log:
-                    producer = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=proc.stdin,
-                                                stderr=log)
-                    if producer.wait() != 0:
-                        if proc.poll() is not None and proc.returncode != 0:
-                            raise FfmpegError(consumer, proc.returncode, _read_log(consumer_log))
-                        raise FfmpegError(args, producer.returncode, _read_log(log))
-            proc.stdin.close()
-            if proc.wait() != 0:
-                raise FfmpegError(consumer, proc.returncode, _read_log(consumer_log))
+            for line in proc.stdout:
+                if line.startswith(b"frame="):
+                    with contextlib.suppress(ValueError):
+                        on_frames(int(line[len(b"frame="):]))
+        except BaseException:  # the callback failed (or Ctrl-C): stop ffmpeg too
+            proc.kill()
+            raise
         finally:
-            if proc.poll() is None:  # a producer failed (or Ctrl-C): stop the consumer too
-                proc.kill()
-                proc.wait()
-            if not proc.stdin.closed:
-                proc.stdin.close()
+            proc.stdout.close()
+            returncode = proc.wait()
+        if returncode != 0:
+            raise FfmpegError(args, returncode, _read_log(log))
+
+
+@lru_cache(maxsize=1)
+def version() -> str:
+    """The first line of `ffmpeg -version` (which names the build): part of the key of anything
+    kept because re-encoding it would give the same bytes."""
+    return run(command("-version")).stdout.decode(errors="replace").splitlines()[0].strip()
 
 
 def _read_log(log) -> str:

@@ -10,24 +10,32 @@ whole programme file (never per clip, which eats the boundaries), then the deliv
 track is measured and, if need be, corrected once.
 
 Video is cut into pieces — a run of one segment's frames, or a crossfade of the end of one
-segment with the start of the next — and the pieces go through ffmpeg in groups of at most
-GROUP_INPUTS lossless inputs: each group trims by frame number, retimes to exact frame indices,
-scales/pads to the cut's size, crossfades and concatenates, and streams raw RGB frames into the
-one final encoder (libx264, muxing the audio track, mov_text subtitles and chapters). So memory
-does not grow with the number of shots, and every frame is encoded lossy exactly once.
+segment with the start of the next — and each piece is encoded on its own (one ffmpeg process,
+at most two lossless inputs: trim by frame number, retime to exact frame indices, scale/pad to
+the cut's size, crossfade, libx264). An x264 encode starts with an IDR frame and its GOPs are
+closed, so the pieces join losslessly: the concat demuxer copies them, in order, into the
+delivered file with the audio track, mov_text subtitles and chapters. So memory does not grow
+with the number of shots, every frame is encoded lossy exactly once, and a piece's file is kept
+under its content key (its takes' frames, the frames used, size, encoder settings): a
+re-assembly after a pick or a transition change encodes only the pieces that changed.
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from engine.fingerprint import stat_cache
+from ovi_studio.counting import CountProgress
 from ovi_studio.media import audio, ffmpeg
 from ovi_studio.render.artifacts import atomic_target, write_text_atomic
-from ovi_studio.counting import CountProgress
 from ovi_studio.render.subtitles import (Cue, chapters_ffmetadata, shot_cues, to_srt, to_webvtt,
                                          without_overlaps)
 
@@ -35,10 +43,9 @@ FPS = 24
 SAMPLE_RATE = 48_000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 2000
 SILENT_LUFS = -70.0  # below this, loudnorm has nothing to measure (EBU R128 absolute gate)
-# Lossless inputs one ffmpeg process decodes at a time (each costs a demuxer, a decoder and its
-# frame buffers): the bound on assembly memory, whatever the number of shots.
-GROUP_INPUTS = 8
-RAW_PIX_FMT = "gbrp"  # planar RGB between the group decoders and the final encoder: lossless
+LOSSLESS_PIX_FMT = "gbrp"  # the takes' planar RGB, which the cut converts to yuv420p once
+PIECE_FORMAT = 1  # in every piece's key: raise it when the way a piece is encoded changes
+SUMMARY_NAMES = 8  # encoded pieces the log names before "..."
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class AssemblyResult:
     vtt: Path | None = None
     chapters: Path | None = None
     loudness: dict | None = None
+    pieces: list["PieceOutcome"] = field(default_factory=list)  # the video, piece by piece
 
     @property
     def duration_s(self) -> float:
@@ -241,65 +249,132 @@ def cut_pieces(segments: list[Segment]) -> list[Piece]:
     return pieces
 
 
-def piece_groups(pieces: list[Piece]) -> list[list[Piece]]:
-    """Consecutive pieces, at most GROUP_INPUTS inputs (piece parts) per group."""
-    groups: list[list[Piece]] = [[]]
-    used = 0
-    for piece in pieces:
-        if groups[-1] and used + len(piece.parts) > GROUP_INPUTS:
-            groups.append([])
-            used = 0
-        groups[-1].append(piece)
-        used += len(piece.parts)
-    return groups
-
-
-def group_graph(segments: list[Segment], pieces: list[Piece], width: int, height: int) -> str:
-    """Filter graph from inputs 0..K-1 (the pieces' parts, in order) to [vout]."""
+def piece_graph(segments: list[Segment], piece: Piece, width: int, height: int) -> str:
+    """Filter graph from the piece's inputs (0, and 1 for a crossfade) to [vout]: trimmed by
+    frame number, retimed to exact frame indices, fitted to the cut's size, crossfaded, and
+    converted to BT.709 limited-range yuv420p once, from planar RGB. The frames carry their
+    colour tags (the encoder writes what the frames say, not its own options)."""
     retime = f"settb=1/{FPS},setpts=N"  # pts = frame index
-    chains, labels, k = [], [], 0
-    for p, piece in enumerate(pieces):
-        parts = []
-        for index, start, stop in piece.parts:
-            seg = segments[index]
-            fit = ""
-            if (seg.width, seg.height) != (width, height):
-                fit = (f",scale={width}:{height}:force_original_aspect_ratio=decrease,"
-                       f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2")
-            chains.append(f"[{k}:v]trim=start_frame={start}:end_frame={stop},{retime}{fit},setsar=1[i{k}]")
-            parts.append(f"[i{k}]")
-            k += 1
-        if len(parts) == 2:
-            chains.append(f"{parts[0]}{parts[1]}xfade=transition=fade:duration={piece.frames / FPS:.6f}"
-                          f":offset=0,{retime}[p{p}]")
-            labels.append(f"[p{p}]")
-        else:
-            labels.append(parts[0])
-    if len(labels) == 1:
-        chains.append(f"{labels[0]}null[vout]")
+    chains = []
+    for k, (index, start, stop) in enumerate(piece.parts):
+        seg = segments[index]
+        fit = ""
+        if (seg.width, seg.height) != (width, height):
+            fit = (f",scale={width}:{height}:force_original_aspect_ratio=decrease,"
+                   f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2")
+        chains.append(f"[{k}:v]trim=start_frame={start}:end_frame={stop},{retime}{fit},setsar=1[i{k}]")
+    mix = "[i0]"
+    if len(piece.parts) == 2:
+        mix = f"[i0][i1]xfade=transition=fade:duration={piece.frames / FPS:.6f}:offset=0,{retime},"
     else:
-        chains.append(f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0,{retime}[vout]")
+        mix += "null,"
+    chains.append(f"{mix}format={LOSSLESS_PIX_FMT},scale=out_color_matrix=bt709:out_range=tv,"
+                  "format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709[vout]")
     return ";".join(chains)
 
 
-def _group_command(segments: list[Segment], pieces: list[Piece], width: int, height: int) -> list[str]:
+def piece_key(segments: list[Segment], piece: Piece, width: int, height: int,
+              settings: AssemblySettings) -> str:
+    """What a piece's encoded file depends on, hashed: its takes' frames (content), the frames
+    it uses, the cut's size, the encoder and its settings. Not its place in the cut (frames
+    are timed from 0 in every piece), so a piece that moves is reused too."""
+    parts = [{"frames_sha256": stat_cache().sha256(segments[index].frames_path),
+              "size": [segments[index].width, segments[index].height], "start": start, "stop": stop}
+             for index, start, stop in piece.parts]
+    return hashlib.sha256(json.dumps({
+        "format": PIECE_FORMAT, "ffmpeg": ffmpeg.version(), "cut_size": [width, height],
+        "crf": settings.crf, "preset": settings.preset, "parts": parts}, sort_keys=True).encode()).hexdigest()
+
+
+def _piece_command(segments: list[Segment], piece: Piece, width: int, height: int,
+                   settings: AssemblySettings, out: Path) -> list[str]:
     inputs: list[str | Path] = []
-    for piece in pieces:
+    for index, _, _ in piece.parts:
+        inputs += ["-i", segments[index].frames_path]
+    return ffmpeg.command(
+        *inputs, "-filter_complex", piece_graph(segments, piece, width, height), "-map", "[vout]",
+        "-frames:v", str(piece.frames), "-c:v", "libx264", "-preset", settings.preset,
+        "-crf", str(settings.crf), "-pix_fmt", "yuv420p", "-r", str(FPS), "-fps_mode", "cfr",
+        "-an", "-f", "mp4", out)
+
+
+@dataclass(frozen=True)
+class PieceOutcome:
+    """One piece of the delivered cut: its shots (two for a crossfade), its frames, the key of
+    its encoded file, and whether that file was kept from an earlier assembly."""
+    shots: tuple[str, ...]
+    frames: int
+    key: str
+    reused: bool
+
+    @property
+    def label(self) -> str:
+        return " -> ".join(self.shots)
+
+
+# Called as the video encode goes: (frames encoded, frames to encode, shots of the cut passed,
+# shots in the cut). Reused pieces pass shots without encoding frames.
+EncodeListener = Callable[[int, int, int, int], None]
+
+
+def _shots_passed(segments: list[Segment], pieces: list[Piece]) -> list[int]:
+    """After each piece, how many segments have all their frames in pieces up to it."""
+    last = {}
+    for p, piece in enumerate(pieces):
         for index, _, _ in piece.parts:
-            inputs += ["-i", segments[index].frames_path]
-    return ffmpeg.command(*inputs, "-filter_complex", group_graph(segments, pieces, width, height),
-                          "-map", "[vout]", "-frames:v", str(sum(p.frames for p in pieces)),
-                          "-f", "rawvideo", "-pix_fmt", RAW_PIX_FMT, "pipe:1")
+            last[index] = p
+    counts = [0] * len(pieces)
+    for p in last.values():
+        counts[p] += 1
+    return list(itertools.accumulate(counts))
 
 
-def encode(segments: list[Segment], audio_track: Path, out: Path, settings: AssemblySettings,
-           total_frames: int, srt: Path | None = None, chapters: Path | None = None,
-           tags: dict[str, str] | None = None) -> None:
-    """The one lossy video encode: the groups' raw frames, streamed in order, muxed with the
-    delivered audio track (copied)."""
+def encode_pieces(segments: list[Segment], settings: AssemblySettings, folder: Path,
+                  on_progress: EncodeListener | None = None) -> list[tuple[Path, PieceOutcome]]:
+    """Every piece of the cut as its own H.264 file in `folder`, named by its key; a piece
+    whose file is already there (an earlier assembly's) is reused, not encoded again."""
     width, height = segments[0].width, segments[0].height
-    args: list[str | Path] = ["-f", "rawvideo", "-pix_fmt", RAW_PIX_FMT, "-s", f"{width}x{height}",
-                              "-framerate", str(FPS), "-i", "pipe:0", "-i", audio_track]
+    pieces = cut_pieces(segments)
+    keys = [piece_key(segments, piece, width, height, settings) for piece in pieces]
+    missing = {key: piece.frames for piece, key in zip(pieces, keys)
+               if not (folder / f"{key}.mp4").is_file()}
+    to_encode, encoded = sum(missing.values()), 0
+    report = on_progress or (lambda *_: None)
+    report(0, to_encode, 0, len(segments))
+    done: list[tuple[Path, PieceOutcome]] = []
+    passed_before = 0
+    for piece, key, passed in zip(pieces, keys, _shots_passed(segments, pieces)):
+        path = folder / f"{key}.mp4"
+        reused = path.is_file()
+        if not reused:
+            with atomic_target(path) as tmp:
+                ffmpeg.run_reporting(
+                    _piece_command(segments, piece, width, height, settings, tmp),
+                    lambda n, base=encoded, shots=passed_before: report(base + n, to_encode, shots,
+                                                                         len(segments)))
+            encoded += piece.frames
+        report(encoded, to_encode, passed, len(segments))
+        passed_before = passed
+        done.append((path, PieceOutcome(tuple(segments[index].shot_id for index, _, _ in piece.parts),
+                                        piece.frames, key, reused)))
+    return done
+
+
+def _concat_list(paths: list[Path], listing: Path) -> None:
+    """An ffconcat file naming `paths` in order (quoted: any character may be in a path)."""
+    quoted = ("'" + os.path.abspath(path).replace("'", "'\\''") + "'" for path in paths)
+    listing.write_text("ffconcat version 1.0\n" + "".join(f"file {q}\n" for q in quoted),
+                       encoding="utf-8")
+
+
+def mux(pieces: list[Path], audio_track: Path, out: Path, workdir: Path, srt: Path | None = None,
+        chapters: Path | None = None, tags: dict[str, str] | None = None) -> None:
+    """The delivered file: the encoded pieces joined as they are (each starts with a keyframe
+    and refers to no frame outside it, so the join needs no re-encode), with the audio track,
+    subtitles, chapters and tags."""
+    listing = workdir / "pieces.ffconcat"
+    _concat_list(pieces, listing)
+    args: list[str | Path] = ["-f", "concat", "-safe", "0", "-i", listing, "-i", audio_track]
     maps = ["-map", "0:v", "-map", "1:a"]
     if srt:
         args += ["-i", srt]
@@ -310,16 +385,27 @@ def encode(segments: list[Segment], audio_track: Path, out: Path, settings: Asse
         maps += ["-map_metadata", str(meta_idx), "-map_chapters", str(meta_idx)]
     for key, value in (tags or {}).items():  # provenance that survives moving the file
         maps += ["-metadata", f"{key}={value}"]
-    groups = piece_groups(cut_pieces(segments))
     with atomic_target(out) as tmp:
-        ffmpeg.stream_into(
-            (_group_command(segments, group, width, height) for group in groups),
-            ffmpeg.command(
-                *args, "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p", *maps,
-                "-frames:v", str(total_frames), "-c:v", "libx264", "-preset", settings.preset,
-                "-crf", str(settings.crf), "-pix_fmt", "yuv420p", "-r", str(FPS), "-fps_mode", "cfr",
-                "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-                "-c:a", "copy", "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", tmp))
+        ffmpeg.run(ffmpeg.command(*args, *maps, "-c:v", "copy", "-c:a", "copy",
+                                  "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", tmp))
+
+
+def forget_other_pieces(folder: Path, kept: list[PieceOutcome]) -> None:
+    """Remove the encoded pieces the cut no longer uses, so the folder holds one cut's worth."""
+    keys = {piece.key for piece in kept}
+    for path in folder.glob("*.mp4"):
+        if path.stem not in keys:
+            path.unlink(missing_ok=True)
+
+
+def reuse_summary(pieces: list[PieceOutcome]) -> str:
+    """What the video encode did, for the log: which pieces were encoded, how many reused."""
+    encoded = [piece.label for piece in pieces if not piece.reused]
+    if len(encoded) == len(pieces):
+        return f"encoded all {len(pieces)} piece(s) of the cut"
+    shown = ", ".join(encoded[:SUMMARY_NAMES]) + (", ..." if len(encoded) > SUMMARY_NAMES else "")
+    return (f"reused {len(pieces) - len(encoded)} of {len(pieces)} encoded piece(s) of the cut"
+            + (f"; encoded {len(encoded)}: {shown}" if encoded else "; encoded none"))
 
 
 def timeline_cues(segments: list[Segment], starts: list[int], total: int) -> list[Cue]:
@@ -338,8 +424,11 @@ def sidecar(final: Path, suffix: str) -> Path:
 
 
 def assemble(segments: list[Segment], final: Path, settings: AssemblySettings,
-             workdir: Path, tags: dict[str, str] | None = None) -> AssemblyResult:
-    """Write `final` (plus .srt/.vtt/.chapters.txt beside it) from the segments in cut order."""
+             workdir: Path, tags: dict[str, str] | None = None, piece_cache: Path | None = None,
+             on_progress: EncodeListener | None = None) -> AssemblyResult:
+    """Write `final` (plus .srt/.vtt/.chapters.txt beside it) from the segments in cut order.
+    `piece_cache`: where the encoded pieces are kept for the next assembly to reuse (it then
+    holds this cut's pieces only); None encodes every piece into `workdir`."""
     if not segments:
         raise ValueError("nothing to assemble")
     starts, total = segment_starts(segments)
@@ -370,6 +459,10 @@ def assemble(segments: list[Segment], final: Path, settings: AssemblySettings,
         result.chapters = sidecar(final, ".chapters.txt")
         write_text_atomic(result.chapters, chapters_ffmetadata(
             [(s / FPS, e / FPS, seg.title or seg.shot_id) for seg, s, e in zip(segments, starts, bounds)]))
-    encode(segments, track, final, settings, total,
-           srt=result.srt if result.cues else None, chapters=result.chapters, tags=tags)
+    encoded = encode_pieces(segments, settings, piece_cache or workdir / "pieces", on_progress)
+    result.pieces = [outcome for _, outcome in encoded]
+    mux([path for path, _ in encoded], track, final, workdir,
+        srt=result.srt if result.cues else None, chapters=result.chapters, tags=tags)
+    if piece_cache is not None:
+        forget_other_pieces(piece_cache, result.pieces)
     return result

@@ -6,7 +6,9 @@ video decode, audio decode, colour match, writing) and of the cut (assembly): li
 terminal, one line per phase when piped. The overall bar counts estimated seconds, not shots:
 each take contributes its estimate (measured timings of earlier takes where there are any, see
 render/timings.py, else the plan's cost model), so the remaining time weighs a 10 s 960x960
-take correctly against a 5 s one. Step callbacks advance it within a take.
+take correctly against a 5 s one. Step callbacks advance it within a take. The cut's video
+encode reports frames encoded, shots passed, rate and ETA (a bar on a terminal, a line every few
+seconds when piped).
 
 Long loops over shots (lint, plan, assembly of large storyboards) use `ovi_studio.counting`.
 """
@@ -17,6 +19,7 @@ import time
 from typing import TextIO
 
 from rich.console import Console
+from ovi_studio.counting import LOG_EVERY_S
 from ovi_studio.counting import clock_text as _clock
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -40,6 +43,8 @@ class RenderProgress:
         self.total_takes = 0
         self.done_takes = 0
         self._started = time.monotonic()
+        self._encode_started: float | None = None
+        self._encode_logged = 0.0
 
     def __enter__(self) -> "RenderProgress":
         return self
@@ -65,6 +70,19 @@ class RenderProgress:
         self.done_takes += 1
         self.log(f"[{self.done_takes}/{self.total_takes}] {label} {status} in {seconds:.1f}s")
 
+    def cut_encode(self, frames_done: int, frames_total: int, shots_done: int, shots_total: int) -> None:
+        """The cut's video encode advanced (frames still to encode; shots of the cut passed,
+        reused pieces included): a line when it starts, every few seconds, and at the end."""
+        now = time.monotonic()
+        starting = self._encode_started is None or (frames_done == 0 and shots_done == 0)
+        if starting:
+            self._encode_started = self._encode_logged = now
+            self.log(f"  cut: {frames_total:,} frames to encode for {shots_total} shots")
+        elif shots_done == shots_total or now - self._encode_logged >= LOG_EVERY_S:
+            self._encode_logged = now
+            line = encode_line(frames_done, frames_total, shots_done, shots_total, now - self._encode_started)
+            self.log(f"  cut: {line}")
+
     def log(self, message: str, *, important: bool = False) -> None:
         if self.quiet and not important:
             return
@@ -83,6 +101,7 @@ class RichRenderProgress(RenderProgress):
         self._take_estimate = 0.0
         self._take_credit = 0.0
         self._label = ""
+        self._cut = None
 
     def __enter__(self):
         self._progress.start()
@@ -125,10 +144,35 @@ class RichRenderProgress(RenderProgress):
         self._progress.update(self._overall, description=f"takes {self.done_takes}/{self.total_takes}")
         self.log(f"{label} {status} in {seconds:.1f}s")
 
+    def cut_encode(self, frames_done: int, frames_total: int, shots_done: int, shots_total: int) -> None:
+        if self._cut is None or (frames_done == 0 and shots_done == 0):
+            if self._cut is not None:
+                self._progress.remove_task(self._cut)
+            self._encode_started = time.monotonic()
+            self._cut = self._progress.add_task("  cut", total=max(frames_total, 1))
+        line = encode_line(frames_done, frames_total, shots_done, shots_total,
+                           time.monotonic() - self._encode_started, eta=False)
+        self._progress.update(self._cut, completed=frames_done if frames_total else shots_done,
+                              total=max(frames_total, 1) if frames_total else max(shots_total, 1),
+                              description=f"  cut: {line}")
+
     def log(self, message: str, *, important: bool = False) -> None:
         if self.quiet and not important:
             return
         self._progress.console.print(message, markup=False, highlight=False)
+
+
+def encode_line(frames_done: int, frames_total: int, shots_done: int, shots_total: int,
+                elapsed: float, eta: bool = True) -> str:
+    """`1,200/3,630 frames encoded, 10/30 shots (45.0 frames/s, elapsed 0m27s, ETA 0m54s)`;
+    a cut whose pieces are all reused encodes no frames and says so."""
+    if not frames_total:
+        return f"0 frames to encode, {shots_done}/{shots_total} shots (every piece reused)"
+    rate = frames_done / elapsed if elapsed > 0 else 0.0
+    timing = f"{rate:.1f} frames/s, elapsed {_clock(elapsed)}"
+    if eta:
+        timing += f", ETA {_clock((frames_total - frames_done) / rate) if rate > 0 else '?'}"
+    return f"{frames_done:,}/{frames_total:,} frames encoded, {shots_done}/{shots_total} shots ({timing})"
 
 
 def make_progress(quiet: bool = False, stream: TextIO | None = None) -> RenderProgress:

@@ -28,7 +28,7 @@ from ovi_studio import __version__
 from ovi_studio.crash import working_on
 from ovi_studio.errors import UserError
 from ovi_studio.lint.gate import LintSummary, lint_gate, lint_skipped
-from ovi_studio.output_names import SIDECAR_SUFFIXES
+from ovi_studio.output_names import CUT_PIECES, SIDECAR_SUFFIXES, STATE
 from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
 from ovi_studio.media.images import ImageLoadError, load_i2v_frame, save_png
@@ -37,7 +37,8 @@ from ovi_studio.plan import parent_take
 from ovi_studio.render.artifacts import (ERROR, META, TakeLayout, atomic_target, begin_take,
                                          committed_meta, file_record, read_meta, work_folder,
                                          write_json_atomic, write_latents)
-from ovi_studio.render.assembly import AssemblyResult, AssemblySettings, Segment, assemble, sidecar
+from ovi_studio.render.assembly import (AssemblyResult, AssemblySettings, Segment, assemble, reuse_summary,
+                                        sidecar)
 from ovi_studio.render.engines import OutOfMemory, ShotEngine, ShotJob, ShotOutput, memory_saving
 from ovi_studio.render.inputs import (RenderOptions, dialogue_of, display_text, engine_factory,
                                       load_for_render, yaml_value)
@@ -758,17 +759,19 @@ class RenderSession:
         started = time.perf_counter()
         try:
             with work_folder(self.out_dir) as work:
-                result = assemble(segments, final, settings, work, self._cut_tags(key))
+                result = assemble(segments, final, settings, work, self._cut_tags(key),
+                                  piece_cache=self.out_dir / STATE / CUT_PIECES,
+                                  on_progress=self.progress.cut_encode)
         except Exception as exc:
             self.progress.log(f"assembly failed: {exc}", important=True)
             return {"status": "failed", "reason": str(exc)}
+        self.progress.log(f"cut: {reuse_summary(result.pieces)}")
         return {**final_json(result, self.out_dir, key, time.perf_counter() - started, segments),
                 "outdated_shots": outdated}
 
 
 def _reassembly_note(old_segments: list | None, segments: list[Segment], out_dir: Path) -> str:
-    """What a re-assembly redoes: the cut is one H.264 stream, so every shot is encoded
-    again even when one changed (the lossless takes are what is reused)."""
+    """Which shots a re-assembly finds changed (the encode then says which pieces it redid)."""
     if not old_segments:
         return ""
     before = {s["shot"]: (s["take_dir"], s["start_frame"], s["end_frame"], s["transition_frames"])
@@ -778,8 +781,7 @@ def _reassembly_note(old_segments: list | None, segments: list[Segment], out_dir
                                                seg.start_frame, seg.stop, seg.transition_frames)]
     what = f"{len(changed)} shot(s) changed ({', '.join(changed[:5])}{', …' if len(changed) > 5 else ''})" \
         if changed else "the settings or the takes' files changed"
-    return (f" ({what}; the cut is one H.264 stream, so all {len(segments)} are encoded again "
-            "from their lossless takes)")
+    return f" ({what})"
 
 
 def _flag(override: str | None, default: bool) -> bool:
@@ -817,7 +819,9 @@ def final_json(result: AssemblyResult, out_dir: Path, key: str, seconds: float,
             "duration_s": round(result.duration_s, 4), "audio_samples_48k": result.audio_samples,
             "segment_starts": result.segment_starts, "loudness": result.loudness,
             "bytes": result.final.stat().st_size, "key": key, "seconds": round(seconds, 2),
-            "segments": timeline}
+            "segments": timeline,
+            "pieces": [{"shots": list(p.shots), "frames": p.frames, "reused": p.reused}
+                       for p in result.pieces]}
 
 
 def record_error(take_dir: Path, text: str) -> None:
