@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
 CHECK_SIZES = (10, 100, 500, 1000, 2000, 5000)
 RENDER_SIZES = (30, 100, 300)
 SHARED_FRAMES = 2  # distinct first-frame images, each used by many shots
+TAKE_FILES = 4  # lossless takes the assembly bench cuts in turn
 
 _HEADER = """\
 version: 1
@@ -121,27 +122,40 @@ def _measure(what: str, path: Path, out: Path) -> dict:
 
 def _measure_assembly(shots: int, out: Path) -> dict:
     """Assembly alone, of `shots` preview-sized takes (121 frames of 456x256, 5 s of audio):
-    four lossless takes written once and cut in turn, every fifth shot crossfading in and every
-    seventh dropping a seam frame; loudness, subtitles and chapters on, as a render has them."""
+    TAKE_FILES lossless takes written once and cut in turn, every fifth shot crossfading in and every
+    seventh dropping a seam frame; loudness, subtitles and chapters on, as a render has them.
+    Then the middle shot is re-picked and the cut assembled again, reusing the encoded pieces."""
+    from dataclasses import replace
+
     import numpy as np
     from ovi_studio.media import audio, video
     from ovi_studio.render.assembly import AssemblySettings, Segment, assemble
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for k in range(4):
+    for k in range(TAKE_FILES + 1):  # the last one is only the re-picked take
         frames = np.repeat(rng.integers(0, 256, (1, 256, 456, 3), dtype=np.uint8), 121, axis=0)
         frames[:, :, :, k % 3] = np.arange(121, dtype=np.uint8)[:, None, None] * 2
         video.write_lossless(out / f"take{k}.mkv", frames)
         t = np.arange(80_000) / 16_000
         audio.write_wav(out / f"take{k}.wav", (0.2 * np.sin(2 * np.pi * (200 + 50 * k) * t)).astype(np.float32), 16_000)
-    segments = [Segment(f"s{i}", out / f"take{i % 4}.mkv", out / f"take{i % 4}.wav", 456, 256, 121,
+    segments = [Segment(f"s{i}", out / f"take{i % TAKE_FILES}.mkv", out / f"take{i % TAKE_FILES}.wav",
+                        456, 256, 121,
                         start_frame=1 if i % 7 == 6 else 0,
                         transition_frames=12 if i % 5 == 4 else 0,
                         dialogue=(("Anna", "One line for this shot."),)) for i in range(shots)]
+    settings, pieces = AssemblySettings(preset="ultrafast"), out / "pieces"
     started = time.perf_counter()
     with TreeMemory() as tree:
-        assemble(segments, out / "cut.mp4", AssemblySettings(preset="ultrafast"), out / "work")
-    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(), "tree_peak_mb": tree.peak_mb}
+        assemble(segments, out / "cut.mp4", settings, out / "work", piece_cache=pieces)
+    seconds = time.perf_counter() - started
+    # one shot re-picked (another take): its own frames and any crossfade touching it are new
+    middle = shots // 2
+    segments[middle] = replace(segments[middle], frames_path=out / f"take{TAKE_FILES}.mkv")
+    started = time.perf_counter()
+    again = assemble(segments, out / "cut.mp4", settings, out / "work", piece_cache=pieces)
+    return {"seconds": seconds, "peak_mb": _peak_mb(), "tree_peak_mb": tree.peak_mb,
+            "repick_seconds": time.perf_counter() - started,
+            "repick_encoded": sum(not p.reused for p in again.pieces), "pieces": len(again.pieces)}
 
 
 def _measure_render(path: Path, out: Path) -> dict:
@@ -257,11 +271,12 @@ def render_table(sizes: list[int]) -> None:
 
 def assembly_table(sizes: list[int]) -> None:
     rows = [run_one("assembly", n) for n in sizes]
-    print("\nassembly alone (preview-sized takes)\n")
-    print("| shots | assembly s | s/shot | Python peak MB | whole tree peak MB |")
-    print("|------:|-----------:|-------:|---------------:|-------------------:|")
+    print("\nassembly alone (preview-sized takes); then one shot re-picked and the cut assembled again\n")
+    print("| shots | assembly s | s/shot | Python peak MB | whole tree peak MB | re-pick s | pieces encoded again |")
+    print("|------:|-----------:|-------:|---------------:|-------------------:|----------:|---------------------:|")
     for n, r in zip(sizes, rows):
-        print(f"| {n} | {r['seconds']:.1f} | {r['seconds'] / n:.3f} | {r['peak_mb']:.0f} | {r['tree_peak_mb']:.0f} |")
+        print(f"| {n} | {r['seconds']:.1f} | {r['seconds'] / n:.3f} | {r['peak_mb']:.0f} | {r['tree_peak_mb']:.0f} "
+              f"| {r['repick_seconds']:.1f} | {r['repick_encoded']} of {r['pieces']} |")
     if len(sizes) > 1:
         k = growth_exponent(sizes, [r["seconds"] for r in rows])
         per_shot = [r["seconds"] / n for n, r in zip(sizes, rows)]

@@ -54,8 +54,9 @@ def pick(
 ) -> None:
     """Choose the take of SHOT that goes in the cut: writes `pick: TAKE` on the shot in the
     storyboard and re-assembles the cut from the takes already rendered (the engine is never
-    loaded). Shots that extend SHOT start from the picked take, so they become stale; the plan
-    and this command say so."""
+    loaded; only the pieces of the cut that hold SHOT's frames are encoded again, and the log
+    says which). Shots that extend SHOT start from the picked take, so they become stale; the
+    plan and this command say so."""
     from ovi_studio.cli.render_cmd import summarize
     from ovi_studio.render.inputs import RenderOptions
     from ovi_studio.render.picking import record_pick

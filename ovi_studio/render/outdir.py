@@ -5,6 +5,7 @@ writes that stay inside, broken state set aside.
                                          the holder (pid, host, token, storyboard, start time)
     <out>/.ovi-studio/tmp/<token>/       this run's temporary files (atomic writes, work folders)
     <out>/.ovi-studio/set-aside/         state files that could not be read, kept for a look
+    <out>/.ovi-studio/cut-pieces/        the cut's encoded pieces, reused by the next assembly
 
 The lock is an advisory `flock` on an open file: the kernel drops it when its process dies,
 however it dies, so a lock file left by a killed run never blocks the next one. Whoever holds
