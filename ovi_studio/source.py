@@ -15,6 +15,7 @@ import re
 import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from ruamel.yaml import YAML
@@ -32,10 +33,12 @@ MAX_EXPANDED_NODES = 200_000  # after following aliases; stops "billion laughs" 
 MAX_EXPANDED_CHARS = 4 * MAX_BYTES  # scalar text after following aliases
 
 Position = tuple[int, int]  # (line, column), 1-based
+ALIGN_WINDOW = 16  # how far ahead in the file a scalar's next character is looked for
+_NEWLINE = re.compile("\n")
+_RUNS = re.compile(r"\s+|\S+")  # a value as alternating runs of spaces and of other characters
 
 
-@dataclass(frozen=True)
-class ScalarSpan:
+class ScalarSpan(NamedTuple):  # a tuple: one is made for every scalar of the file
     """Where one scalar's text sits in the file (0-based character indices)."""
     start: int
     end: int
@@ -47,7 +50,7 @@ class LineIndex:
 
     def __init__(self, text: str):
         self.text = text
-        self._starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+        self._starts = [0, *(m.end() for m in _NEWLINE.finditer(text))]
 
     def position(self, index: int) -> Position:
         index = max(0, min(index, len(self.text)))
@@ -66,6 +69,7 @@ class SourceDocument:
     data: object  # CommentedMap for a storyboard; anything YAML can hold otherwise
     lines: LineIndex
     scalars: dict[Position, ScalarSpan] = field(default_factory=dict)
+    _sources: dict[Position, "ScalarSource"] = field(default_factory=dict, repr=False)
 
     # -- positions of keys, values and items ---------------------------------------------
     def key_position(self, mapping: CommentedMap, key) -> Position:
@@ -124,10 +128,15 @@ class SourceDocument:
         return self._scalar_source_at(self.item_position(seq, index), value)
 
     def _scalar_source_at(self, position: Position, value: str) -> "ScalarSource | None":
+        """One ScalarSource per scalar and value, so its character map is built once however
+        many prompts and findings point into it."""
         span = self.scalars.get(position)
         if span is None:
             return None
-        return ScalarSource(self, span, value)
+        source = self._sources.get(position)
+        if source is None or source.value != value:
+            source = self._sources[position] = ScalarSource(self, span, value)
+        return source
 
 
 class ScalarSource:
@@ -181,14 +190,23 @@ class ScalarSource:
         if self.span.style in ("'", '"'):
             begin += 1
         end, cursor, mapping = self.span.end, begin, []
-        for ch in self.value:
-            if not ch.isspace():
-                found = text.find(ch, cursor, min(end, cursor + 16))
+        for run in _RUNS.finditer(self.value):
+            word = run.group()
+            if word[0].isspace():  # spaces and line breaks stay where the cursor is
+                mapping.extend([cursor] * len(word))
+                continue
+            found = text.find(word[0], cursor, min(end, cursor + ALIGN_WINDOW))
+            if found >= 0 and found + len(word) <= end and text.startswith(word, found):
+                mapping.extend(range(found, found + len(word)))  # the word as written: one step
+                cursor = found + len(word)
+                continue
+            for ch in word:  # an escape or a folded break inside the word: character by character
+                found = text.find(ch, cursor, min(end, cursor + ALIGN_WINDOW))
                 if found >= 0:
                     cursor = found
-            mapping.append(cursor)
-            if not ch.isspace() and cursor < end and text[cursor] == ch:
-                cursor += 1
+                mapping.append(cursor)
+                if cursor < end and text[cursor] == ch:
+                    cursor += 1
         mapping.append(cursor)
         return mapping
 
@@ -432,8 +450,7 @@ class _Composer:
                             "repeated inside aliases?)", location=_event_location(self.path, event))
 
 
-@dataclass(frozen=True)
-class _Expanded:
+class _Expanded(NamedTuple):  # a tuple: several are made for every node of the file
     """What a node becomes once every alias in it is followed."""
     nodes: int
     chars: int  # of scalar text

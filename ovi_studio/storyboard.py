@@ -20,6 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from engine.variants import DEFAULT_VARIANT, Variant, format_prompt, get_variant
 from ovi_studio.compile import (CharacterInfo, Compiled, DialogueLine, Text, compile_raw,
                                 compile_structured)
+from ovi_studio.collector import collector_paused
 from ovi_studio.diagnostics import Diagnostic, Fix, Severity
 from ovi_studio.errors import UserError
 from ovi_studio.output_names import output_name_problem
@@ -355,7 +356,8 @@ class LoadedStoryboard:
 def load_storyboard(path: str | Path) -> LoadedStoryboard:
     """Read a storyboard. Raises UserError only when the file cannot be read or is not YAML;
     everything else is a positioned diagnostic."""
-    return _Loader(load_yaml(Path(path))).run()
+    with collector_paused():
+        return _Loader(load_yaml(Path(path))).run()
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -678,10 +680,14 @@ def _without_bad_keys(shot: _ShotInput, problems: list[tuple]) -> _ShotInput | N
     return _ShotInput(shot.index, shot.node, data, shot.template, shot.use_position)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _lone_surrogate(value) -> str | None:
     """The first lone surrogate in a value (strings, lists and dict keys and values)."""
     if isinstance(value, str):
-        return next((ch for ch in value if "\ud800" <= ch <= "\udfff"), None)
+        found = _SURROGATE.search(value)
+        return found.group() if found else None
     if isinstance(value, dict):
         value = [*value.keys(), *value.values()]
     if isinstance(value, (list, tuple)):

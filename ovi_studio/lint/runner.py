@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.arch import Arch, ArchError, load_arch
 from engine.variants import Variant, get_variant
 from ovi_studio.checkpoints import find_ckpt_dir, storyboard_ckpt_dir
+from ovi_studio.collector import collector_paused
 from ovi_studio.diagnostics import Diagnostic, Fix, Severity
 from ovi_studio.errors import UserError, at
 from ovi_studio.lint import (rules_length, rules_media, rules_model, rules_placement,
@@ -98,7 +99,8 @@ def lint_path(path: str | Path, options: LintOptions = LintOptions()) -> list[Di
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in STORYBOARD_SUFFIXES:
-        diagnostics = StoryboardLinter(path, options).run()
+        with collector_paused():
+            diagnostics = StoryboardLinter(path, options).run()
     elif suffix in CSV_SUFFIXES:
         diagnostics = lint_csv(path, options)
     else:
