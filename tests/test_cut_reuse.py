@@ -72,7 +72,7 @@ def _pieces_on_disk(folder):
 
 
 def test_a_pick_change_encodes_only_its_pieces_and_the_cut_matches_a_full_encode(tmp_path, takes, encodes):
-    cache, work = tmp_path / "pieces", tmp_path / "work"
+    cache, work = tmp_path / "the cut's pieces", tmp_path / "work"  # quoted in the concat list
     first, _ = _cut(takes, ["a", "b0", "c", "d"])
     result = assemble(first, tmp_path / "first.mp4", SETTINGS, work, piece_cache=cache)
     assert [p.label for p in result.pieces] == ["a", "b0", "b0 -> c", "c", "d"]

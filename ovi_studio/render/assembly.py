@@ -266,8 +266,6 @@ def piece_graph(segments: list[Segment], piece: Piece, width: int, height: int) 
     mix = "[i0]"
     if len(piece.parts) == 2:
         mix = f"[i0][i1]xfade=transition=fade:duration={piece.frames / FPS:.6f}:offset=0,{retime},"
-    else:
-        mix += "null,"
     chains.append(f"{mix}format={LOSSLESS_PIX_FMT},scale=out_color_matrix=bt709:out_range=tv,"
                   "format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709[vout]")
     return ";".join(chains)
