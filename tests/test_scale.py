@@ -203,3 +203,16 @@ def test_each_ffmpeg_process_of_an_assembly_opens_a_bounded_number_of_inputs():
                                               Path("piece.mp4"))
             assert 1 <= command.count("-i") <= 2
         assert len(pieces) <= 2 * n  # linear in shots
+
+
+def test_the_cut_audio_is_read_block_by_block(tmp_path, monkeypatch):
+    """The cut's checks count and scan its audio a block at a time (a feature's audio as
+    float is hundreds of megabytes), and the blocks add up to the whole stream."""
+    import numpy as np
+    from ovi_studio.media import audio, probe
+    audio.write_wav(tmp_path / "a.wav", np.linspace(-1, 1, 10_001, dtype=np.float32), 16_000)
+    monkeypatch.setattr(probe, "AUDIO_BLOCK_SAMPLES", 1000)
+    blocks = list(probe.audio_blocks(tmp_path / "a.wav"))
+    assert [b.size for b in blocks] == [1000] * 10 + [1]
+    assert np.array_equal(np.concatenate(blocks), probe.decode_audio(tmp_path / "a.wav"))
+    assert probe.count_audio_samples(tmp_path / "a.wav") == 10_001

@@ -115,15 +115,26 @@ def read_rawvideo(path: str | Path, width: int, height: int) -> Iterator[np.ndar
     """Decode every video frame of a file as uint8 RGB [H, W, 3], streaming."""
     args = command("-i", Path(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1")
     frame_bytes = width * height * 3
+    for buf in read_blocks(args, frame_bytes):
+        if len(buf) == frame_bytes:  # a truncated last frame is no frame
+            yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+
+
+def read_blocks(args: list[str], block_bytes: int) -> Iterator[bytes]:
+    """Run one ffmpeg command (built with `command`) that writes to stdout, and yield what it
+    writes in blocks of `block_bytes` (a shorter last one only when the output ends inside a
+    block): one block in memory at a time, however long the output."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     finished = False
     try:
         while True:
-            buf = proc.stdout.read(frame_bytes)
-            if len(buf) < frame_bytes:
+            buf = proc.stdout.read(block_bytes)
+            if len(buf) < block_bytes:
                 finished = True
+                if buf:
+                    yield buf
                 break
-            yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+            yield buf
     finally:
         if not finished:  # the caller stopped early: ffmpeg would block on a full pipe
             proc.kill()

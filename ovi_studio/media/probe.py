@@ -8,12 +8,15 @@ gives its sample count by its byte length.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ovi_studio.media import ffmpeg
+
+AUDIO_BLOCK_SAMPLES = 1 << 20  # about 22 s at 48 kHz
 
 
 @dataclass(frozen=True)
@@ -110,5 +113,14 @@ def decode_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray
     return np.frombuffer(proc.stdout, np.float32).copy()
 
 
+def audio_blocks(path: str | Path) -> Iterator[np.ndarray]:
+    """The first audio stream as mono float32 at its own rate, AUDIO_BLOCK_SAMPLES at a time:
+    what a whole cut's audio is read as, in memory that does not grow with its length."""
+    args = ffmpeg.command("-i", Path(path), "-map", "0:a:0", "-ac", "1", "-f", "f32le",
+                          "-c:a", "pcm_f32le", "pipe:1")
+    for buf in ffmpeg.read_blocks(args, AUDIO_BLOCK_SAMPLES * 4):
+        yield np.frombuffer(buf, np.float32)
+
+
 def count_audio_samples(path: str | Path) -> int:
-    return int(decode_audio(path).shape[0])
+    return sum(block.size for block in audio_blocks(path))
