@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from collections import Counter, defaultdict
 
-# mutmut's words for a mutant the tests caught, and for one they did not
+# mutmut's words for a mutant the tests caught, and for one they did not ("no tests": no
+# selected test reaches the mutated function, so nothing would catch it either)
 KILLED = {"killed", "timeout", "segfault"}
-SURVIVED = {"survived"}
+SURVIVED = {"survived", "no tests"}
 
 
 def tally(lines):
@@ -20,7 +21,7 @@ def tally(lines):
         module = name.split(".x_")[0].split(".x\u01c1")[0]
         counts[module][status] += 1
         if status in SURVIVED:
-            survivors.append(name)
+            survivors.append(f"{name}  ({status})")
     return counts, survivors
 
 

@@ -159,3 +159,92 @@ def test_cache_commands(tmp_path):
     assert "removed 3 text embeddings" in result.output
     assert not (tmp_path / "fp8").exists() and (tmp_path / EMBEDDINGS_DIR).is_dir()
     assert len(diskcache.Cache(str(tmp_path / EMBEDDINGS_DIR))) == 0
+
+
+def test_the_key_is_the_sha256_of_the_documented_json():
+    """[key version 1, cleaned text, encoder identity, dtype] as JSON with the text's own
+    characters (not \\u escapes), hashed with SHA-256: changing this layout must bump the version."""
+    import hashlib
+
+    from engine.embedding_cache import embedding_key
+
+    expected = hashlib.sha256('[1, "café", "sha256:ab|tok:cd", "bfloat16"]'.encode("utf-8")).hexdigest()
+    assert embedding_key("café", "sha256:ab|tok:cd", "bfloat16") == expected
+    keys = {embedding_key(*parts) for parts in [("a", "e", "bf16"), ("b", "e", "bf16"),
+                                                ("a", "f", "bf16"), ("a", "e", "fp32")]}
+    assert len(keys) == 4
+
+
+def test_the_user_cache_folder_of_each_platform(tmp_path, monkeypatch):
+    from engine import embedding_cache as ec
+
+    monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
+    monkeypatch.setattr(ec.sys, "platform", "linux")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert ec.user_cache_dir() == tmp_path / "home" / ".cache" / "ovi-studio"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert ec.user_cache_dir() == tmp_path / "xdg" / "ovi-studio"
+    monkeypatch.setattr(ec.sys, "platform", "darwin")
+    assert ec.user_cache_dir() == tmp_path / "home" / "Library" / "Caches" / "ovi-studio"
+    monkeypatch.setattr(ec.sys, "platform", "win32")
+    monkeypatch.delenv("LOCALAPPDATA", raising=False)
+    assert ec.user_cache_dir() == tmp_path / "home" / "AppData" / "Local" / "ovi-studio" / "Cache"
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert ec.user_cache_dir() == tmp_path / "local" / "ovi-studio" / "Cache"
+
+
+def test_an_unwritable_checkout_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+    from engine import embedding_cache as ec
+
+    monkeypatch.setenv(CACHE_ENV, "")  # set but empty: not an override
+    monkeypatch.setattr(ec, "_writable", lambda folder: False)
+    monkeypatch.setattr(ec, "user_cache_dir", lambda: tmp_path / "user")
+    assert cache_root() == tmp_path / "user"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root("~/x") == tmp_path / "home" / "x"
+    monkeypatch.setenv(CACHE_ENV, "~/env")
+    assert cache_root() == tmp_path / "home" / "env"
+
+
+def test_writable_means_the_folder_exists_or_was_made_and_accepts_files(tmp_path):
+    from engine.embedding_cache import _writable
+
+    assert _writable(tmp_path / "a" / "b") and (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("x")
+    assert not _writable(tmp_path / "file" / "sub")  # cannot be made
+
+
+def test_a_damaged_store_is_set_aside_once_and_cleared_later(tmp_path):
+    store = tmp_path / EMBEDDINGS_DIR
+    store.mkdir()
+    (store / "cache.db").write_bytes(b"this is not an sqlite database" * 100)
+    with pytest.warns(UserWarning, match="text-embedding cache .* is damaged .*moved to .*"
+                                         "text-embeddings.broken-.*starting an empty one"):
+        cache = EmbeddingCache(tmp_path)
+    aside = list(tmp_path.glob(EMBEDDINGS_DIR + ".broken-*"))
+    assert len(aside) == 1 and (aside[0] / "cache.db").exists()
+    assert len(cache) == 0 and cache.get("anything") is None
+    cache.put("k", torch.ones(2, dtype=torch.bfloat16))
+    assert cache.clear() == 1 and len(cache) == 0
+    assert not list(tmp_path.glob(EMBEDDINGS_DIR + ".broken-*"))
+
+
+def test_a_store_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path, monkeypatch):
+    cache = EmbeddingCache(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache._store, "set", full)
+    with pytest.warns(UserWarning, match="cannot store a text embedding .*OSError.*encoded again"):
+        cache.put("k", torch.ones(2))
+    assert "k" not in cache
+
+
+def test_info_reports_the_folder_entries_and_the_2_gib_default_limit(tmp_path):
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put("k", torch.ones(3, 4, dtype=torch.bfloat16))
+        assert "k" in cache and len(cache) == 1
+        info = cache.info()
+    assert info.directory == tmp_path / "text-embeddings"
+    assert info.entries == 1 and info.size_bytes > 24 and info.size_limit == 2 * 1024 ** 3

@@ -64,3 +64,82 @@ def test_chapters_have_an_explicit_timebase_and_escaped_titles():
     assert text.startswith(";FFMETADATA1\n")
     assert text.count("TIMEBASE=1/1000") == 2
     assert "title=a\\=b\\;c" in text and "END=10042" in text
+
+
+# --- literal timings: a speaking rate of 2.5 words a second, 0.2 s lead-in and tail, 0.15 s
+# between lines, at least 0.6 s a line, cues at most 84 characters and a frame (0.04 s) apart
+
+def _approx(windows):
+    return pytest.approx([x for w in windows for x in w], abs=1e-9)
+
+
+def test_speech_windows_in_seconds():
+    # 2 and 9 words: 0.8 s and 3.6 s, after a 0.2 s lead-in and a 0.15 s gap
+    assert [x for w in st.speech_windows(["Hello there.", "I came as soon as I heard the news."], 10.0)
+            for x in w] == _approx([(0.2, 1.0), (1.15, 4.75)])
+    # 16 s of speech each in 5 s: 4.45 s of room shared in proportion, ending 0.2 s before the cut
+    many = " ".join(["word"] * 40)
+    assert [x for w in st.speech_windows([many, many], 5.0) for x in w] == _approx([(0.2, 2.425), (2.575, 4.8)])
+    # margins are kept while they take less than half the shot ...
+    assert [x for w in st.speech_windows(["No.", "Yes."], 1.2) for x in w] == _approx([(0.2, 0.525), (0.675, 1.0)])
+    # ... and dropped from half on: a one-word line still takes 0.6 s
+    assert [x for w in st.speech_windows(["No."], 0.8) for x in w] == _approx([(0.0, 0.6)])
+    assert [x for w in st.speech_windows(["a", "b", "c"], 0.3) for x in w] == _approx([(0, 0.1), (0.1, 0.2), (0.2, 0.3)])
+    assert st.speech_windows([], 5.0) == []
+
+
+def test_lines_split_after_clauses_then_between_words_at_84_characters():
+    assert st.split_line("Wait. Stop! Go?") == ["Wait. Stop! Go?"]
+    assert st.split_line("Wait. Stop! Go?", limit=11) == ["Wait. Stop!", "Go?"]  # 11 fits, 15 does not
+    assert st.split_line("One, two three four", limit=10) == ["One,", "two three", "four"]
+    assert st.split_line("abcd efghi", limit=10) == ["abcd efghi"]
+    assert st.split_line("a " + "x" * 20, limit=10) == ["a", "x" * 20]  # a longer word stays whole
+    line = "w" * 40 + " " + "v" * 43 + " z"  # 86 characters: 84 of them fit on two subtitle lines
+    assert st.split_line(line) == ["w" * 40 + " " + "v" * 43, "z"]
+
+
+def test_each_piece_of_a_long_line_is_timed_by_its_share_of_the_words():
+    line = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+            "fifteen, a b c")
+    cues = st.line_cues("Anna", line, 1.0, 5.0)
+    # "Anna:" (1 word), 14 words, 4 words: 4 s shared 1 : 14 : 4
+    assert [c.text for c in cues] == [
+        "Anna:", "one two three four five six seven eight nine ten eleven twelve thirteen fourteen",
+        "fifteen, a b c"]
+    assert [x for c in cues for x in (c.start, c.end)] == pytest.approx(
+        [1.0, 1.0 + 4 / 19, 1.0 + 4 / 19, 1.0 + 60 / 19, 1.0 + 60 / 19, 5.0])
+    assert st.line_cues(None, "Hello there", 2.0, 3.0) == [st.Cue(2.0, 3.0, "Hello there")]
+
+
+def test_a_cue_is_clipped_to_the_stretch_the_shot_owns_and_dropped_under_a_frame():
+    # "Hello there" is spoken 10.2 - 11.0 s on the cut's timeline
+    assert st.shot_cues([(None, "Hello there")], 10.0, 5.0, visible=(10.5, 12.0)) == [
+        st.Cue(10.5, 11.0, "Hello there")]
+    assert st.shot_cues([(None, "Hello there")], 10.0, 5.0, visible=(9.0, 10.6)) == [
+        st.Cue(10.2, 10.6, "Hello there")]
+    assert st.shot_cues([(None, "Hello there")], 10.0, 5.0, visible=(10.95, 12.0)) == [
+        st.Cue(10.95, 11.0, "Hello there")]  # 0.05 s left: shown
+    assert st.shot_cues([(None, "Hello there")], 10.0, 5.0, visible=(10.97, 12.0)) == []  # 0.03 s: dropped
+
+
+def test_overlapping_cues_end_a_frame_before_the_next_and_too_short_ones_go():
+    merged = st.without_overlaps([st.Cue(1.5, 3, "b"), st.Cue(0, 2, "a")])
+    assert [(c.start, c.end, c.text) for c in merged] == [(0, pytest.approx(1.46), "a"), (1.5, 3, "b")]
+    assert st.without_overlaps([st.Cue(0, 1, "a"), st.Cue(2, 3, "b")]) == [st.Cue(0, 1, "a"), st.Cue(2, 3, "b")]
+    assert st.without_overlaps([st.Cue(1.0, 2, "a"), st.Cue(1.05, 3, "b")]) == [st.Cue(1.05, 3, "b")]
+    assert st.without_overlaps([st.Cue(1.0, 1.03, "a")]) == []
+
+
+def test_webvtt_and_srt_in_full():
+    cues = [st.Cue(-0.01, 59.9996, "Hi"), st.Cue(61.25, 3723.5, "Yo")]
+    assert st.to_webvtt(cues) == ("WEBVTT\n\n00:00:00.000 --> 00:01:00.000\nHi\n\n"
+                                  "00:01:01.250 --> 01:02:03.500\nYo\n")
+    assert st.to_srt(cues) == ("1\n00:00:00,000 --> 00:01:00,000\nHi\n\n"
+                               "2\n00:01:01,250 --> 01:02:03,500\nYo\n")
+
+
+def test_chapters_file_in_full_with_every_special_character_escaped():
+    text = st.chapters_ffmetadata([(0.0, 1.5, "a\\b=c;d#e\nf")], title="My = film")
+    assert text == (";FFMETADATA1\ntitle=My \\= film\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1500\n"
+                    "title=a\\\\b\\=c\\;d\\#e\\\nf\n")
+    assert st.chapters_ffmetadata([]) == ";FFMETADATA1\n"
