@@ -74,14 +74,66 @@ def test_an_odd_sized_chunk_is_padded_to_an_even_offset(tmp_path):
     assert rate == 8000 and samples.tolist() == [0.25, -0.25]
 
 
+def _chunk(cid: bytes, body: bytes) -> bytes:
+    return cid + struct.pack("<I", len(body)) + body + b"\0" * (len(body) & 1)
+
+
+def _riff(*chunks: bytes) -> bytes:
+    body = b"WAVE" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+FMT_FLOAT_16K = _chunk(b"fmt ", struct.pack("<HHIIHH", 3, 1, 16000, 64000, 4, 32))
+
+
+def test_chunks_after_the_data_and_an_empty_data_chunk_at_the_end(tmp_path):
+    path = tmp_path / "x.wav"
+    path.write_bytes(_riff(FMT_FLOAT_16K, _chunk(b"data", struct.pack("<2f", 0.5, -1.0)),
+                           _chunk(b"LIST", b"odd")))
+    assert audio.read_wav(path)[0].tolist() == [0.5, -1.0]
+    path.write_bytes(_riff(FMT_FLOAT_16K, _chunk(b"data", b"")))
+    samples, rate = audio.read_wav(path)
+    assert samples.shape == (0,) and rate == 16000
+
+
+def test_a_streamed_wav_of_unknown_data_size_reads_to_the_end(tmp_path):
+    """A WAV written to a pipe cannot seek back: its data size stays 0xFFFFFFFF."""
+    path = tmp_path / "piped.wav"
+    data = b"data" + struct.pack("<I", 0xFFFFFFFF) + struct.pack("<3f", 0.25, 0.5, 0.75)
+    path.write_bytes(_riff(FMT_FLOAT_16K) + data)
+    assert audio.read_wav(path)[0].tolist() == [0.25, 0.5, 0.75]
+
+
 def test_files_that_are_not_mono_float_or_int16_wav_are_named(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFX" + bytes(8))
     with pytest.raises(ValueError, match="bad.wav: not a WAV file"):
         audio.read_wav(bad)
+    bad.write_bytes(b"RIFF" + struct.pack("<I", 4) + b"AVI " + FMT_FLOAT_16K)
+    with pytest.raises(ValueError, match="bad.wav: not a WAV file"):
+        audio.read_wav(bad)
     bad.write_bytes(b"RIFF" + struct.pack("<I", 4) + b"WAVE")
     with pytest.raises(ValueError, match="without fmt or data"):
         audio.read_wav(bad)
+    bad.write_bytes(_riff(FMT_FLOAT_16K))
+    with pytest.raises(ValueError, match="without fmt or data"):
+        audio.read_wav(bad)
+    bad.write_bytes(_riff(_chunk(b"data", bytes(8))))
+    with pytest.raises(ValueError, match="without fmt or data"):
+        audio.read_wav(bad)
+    int32 = tmp_path / "i32.wav"
+    with wave.open(str(int32), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(4)
+        w.setframerate(8000)
+        w.writeframes(bytes(8))
+    with pytest.raises(ValueError, match=r"unsupported WAV encoding \(tag 1, 32 bits\)"):
+        audio.read_wav(int32)
+    float64 = tmp_path / "f64.wav"
+    float64.write_bytes(_riff(_chunk(b"fmt ", struct.pack("<HHIIHH", 3, 1, 8000, 64000, 8, 64)),
+                              _chunk(b"data", bytes(16))))
+    with pytest.raises(ValueError, match=r"unsupported WAV encoding \(tag 3, 64 bits\)"):
+        audio.read_wav(float64)
     eight_bit = tmp_path / "u8.wav"
     with wave.open(str(eight_bit), "wb") as w:
         w.setnchannels(1)
@@ -90,6 +142,12 @@ def test_files_that_are_not_mono_float_or_int16_wav_are_named(tmp_path):
         w.writeframes(b"\x80\x90")
     with pytest.raises(ValueError, match=r"unsupported WAV encoding \(tag 1, 8 bits\)"):
         audio.read_wav(eight_bit)
+
+
+def test_resampling_takes_float64_input_as_its_values():
+    half = audio.resample(np.full(1600, 0.5, np.float64), 16000, 8000)
+    assert half.dtype == np.float32 and abs(half.shape[0] - 800) <= 2
+    assert np.allclose(half[100:700], 0.5, atol=1e-3)
 
 
 def test_resampling_at_the_same_rate_or_of_nothing_runs_no_ffmpeg(monkeypatch):
@@ -112,8 +170,8 @@ def test_fit_length_trims_and_pads_with_silence_to_the_sample():
 
 
 def test_de_click_ramps_are_linear_from_silence_sample_by_sample():
-    out = audio.fade_edges(np.ones(8, np.float32), 4, 2)
-    assert out.tolist() == [0, 0.25, 0.5, 0.75, 1, 1, 0.5, 0]
+    out = audio.fade_edges(np.ones(8, np.float64), 4, 2)
+    assert out.dtype == np.float32 and out.tolist() == [0, 0.25, 0.5, 0.75, 1, 1, 0.5, 0]
     assert audio.fade_edges(np.ones(4, np.float32), 1, 1).tolist() == [0, 1, 1, 0]
     assert audio.fade_edges(np.ones(3, np.float32), 0, 0).tolist() == [1, 1, 1]
     # a ramp longer than the clip covers the clip

@@ -51,7 +51,21 @@ def test_values_beyond_the_range_saturate_instead_of_overflowing():
     assert torch.isfinite(q.float()).all() and q.float().abs().max() == 448
 
 
+def test_weights_too_small_for_a_scale_quantise_to_zero_not_nan():
+    """A block whose largest magnitude over 448 underflows float32 gets scale 0: its values
+    saturate at +-448 and expand to exactly 0."""
+    q, scale = fp8.quantize_blockwise(torch.tensor([[1e-44, -1e-44]]), fp8.ROWWISE)
+    assert scale.tolist() == [[0.0]] and q.float().tolist() == [[448.0, -448.0]]
+    assert fp8.dequantize_blockwise(q, scale, torch.float32).tolist() == [[0.0, 0.0]]
+
+
 def test_linear_layout_of_scales_for_each_width():
+    layer = FP8Linear(128, 4)
+    assert layer.weight.shape == (4, 128) and layer.bias.dtype == torch.bfloat16
+    assert not any(p.requires_grad for p in layer.parameters())
+    assert FP8Linear(64, 2, compute_dtype=torch.float16).bias.dtype == torch.float16
+    meta = FP8Linear(128, 4, device="meta")
+    assert meta.weight.is_meta and meta.scale.is_meta and meta.bias.is_meta
     assert FP8Linear(128, 4).scale.shape == (4, 2)
     assert FP8Linear(128, 4, block=fp8.ROWWISE).scale.shape == (4, 1)
     assert FP8Linear(70, 4).scale.shape == (4, 1)
@@ -76,10 +90,15 @@ def test_from_linear_quantises_or_casts_and_keeps_the_bias():
     x = torch.ones(1, 64)
     assert plain(x).float().tolist() == [[96.5, -34.0]]  # 64 * 1.5 + 0.5, 64 * -0.5 - 2
     assert scaled(x).float().tolist() == [[96.5, -34.0]]
+    assert plain.weight.dtype == FP8 and scaled.weight.dtype == FP8
+    for layer in (scaled, plain):
+        assert not any(p.requires_grad for p in layer.parameters())
+    assert FP8Linear.from_linear(nn.Linear(128, 2), block=fp8.ROWWISE).scale.shape == (2, 1)
     no_bias = FP8Linear.from_linear(nn.Linear(64, 2, bias=False))
     assert no_bias.bias is None
     meta = FP8Linear.from_linear(nn.Linear(64, 2, device="meta"))
-    assert meta.weight.is_meta and meta.scale.shape == (2, 1)
+    assert meta.weight.is_meta and meta.scale.shape == (2, 1) and meta.bias.shape == (2,)
+    assert FP8Linear.from_linear(nn.Linear(128, 2, device="meta"), block=fp8.ROWWISE).scale.shape == (2, 1)
 
 
 def test_a_held_weight_is_used_instead_of_expanding_again():
@@ -89,12 +108,12 @@ def test_a_held_weight_is_used_instead_of_expanding_again():
 
 
 def test_fp8_matmul_switches_only_row_scaled_layers_of_multiples_of_16():
-    root = nn.ModuleList([FP8Linear(64, 16, block=fp8.ROWWISE), FP8Linear(128, 16),
+    root = nn.ModuleList([FP8Linear(64, 16, block=fp8.ROWWISE), FP8Linear(128, 16), FP8Linear(32, 32),
                           FP8Linear(64, 8, block=fp8.ROWWISE), FP8Linear(24, 16, block=fp8.ROWWISE),
                           FP8Linear(32, 32, scaled=False), nn.Linear(16, 16)])
-    assert fp8.use_fp8_matmul(root) == 1
-    assert [m.fp8_matmul for m in fp8.fp8_linears(root)] == [True, False, False, False, False]
-    assert "fp8_matmul=True" in repr(root[0]) and "scaled=False" in repr(root[4])
+    assert fp8.use_fp8_matmul(root) == 2
+    assert [m.fp8_matmul for m in fp8.fp8_linears(root)] == [True, False, True, False, False, False]
+    assert "fp8_matmul=True" in repr(root[0]) and "scaled=False" in repr(root[5])
 
 
 def test_holding_expands_the_next_layer_and_frees_the_last():
@@ -109,9 +128,15 @@ def test_holding_expands_the_next_layer_and_frees_the_last():
     assert a.held is None and b.held is not None
 
 
-def test_fp8_matmuls_need_a_cuda_device():
+def test_fp8_matmuls_need_a_cuda_device_of_compute_capability_8_9_or_later(monkeypatch):
     assert not fp8.fp8_matmul_available(torch.device("cpu"))
     assert not fp8.fp8_matmul_available("meta")
+    asked = []
+    for capability, expected in [((8, 9), True), ((9, 0), True), ((8, 6), False), ((7, 5), False)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability",
+                            lambda device, c=capability: asked.append(device) or c)
+        assert fp8.fp8_matmul_available("cuda:1") is expected
+    assert asked == [torch.device("cuda:1")] * 4
 
 
 def test_quantize_linears_names_every_linear_by_its_path():
@@ -138,6 +163,17 @@ def test_assigning_parameters_names_what_is_missing_or_unexpected():
     with pytest.raises(ValueError, match=r"missing: \['0.bias'\], unexpected: \['0.other'\]"):
         fp8.assign_parameters(model, {"0.weight": state["0.weight"], "0.scale": state["0.scale"],
                                       "0.other": torch.ones(1)})
+    wide = nn.Sequential(*(nn.Linear(1, 1, bias=False) for _ in range(7)))
+    extra = {f"x{i}": torch.ones(1) for i in range(7)}
+    with pytest.raises(ValueError, match=r"missing: \['0.weight', '1.weight', '2.weight', '3.weight', "
+                                         r"'4.weight'\], unexpected: \['x0', 'x1', 'x2', 'x3', 'x4'\]$"):
+        fp8.assign_parameters(wide, extra)  # five of each named
+
+
+def test_nested_parameters_are_assigned_to_their_own_module():
+    model = nn.Sequential(nn.Sequential(nn.Linear(2, 2, bias=False)))
+    fp8.assign_parameters(model, {"0.0.weight": torch.full((2, 2), 3.0)})
+    assert model[0][0].weight.tolist() == [[3.0, 3.0], [3.0, 3.0]]
 
 
 def test_the_conversion_cache_name_holds_source_block_version_and_extras(tmp_path):
@@ -164,6 +200,11 @@ def test_a_damaged_or_foreign_conversion_is_deleted_with_a_warning(tmp_path):
         with pytest.warns(UserWarning, match="unreadable .*deleting it and converting again"):
             assert fp8.load_converted_or_drop(path) is None
         assert not path.exists()
+    with pytest.warns(UserWarning, match=r"\(ValueError: not an ovi-studio fp8 conversion\)"):
+        save_file({"w": torch.ones(2)}, str(foreign))  # no metadata at all
+        fp8.load_converted_or_drop(foreign)
+    with pytest.warns(UserWarning, match="unreadable"):  # gone meanwhile: nothing to delete
+        assert fp8.load_converted_or_drop(tmp_path / "missing.safetensors") is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fp8.load_converted_or_drop(good) is not None
@@ -214,3 +255,19 @@ def test_relative_error_is_the_norm_of_the_difference_over_the_reference():
         (9 + 1) ** 0.5 / 5)
     assert fp8.relative_error(torch.ones(2).bfloat16(), torch.ones(2)) == 0
     assert fp8.relative_error(torch.ones(1), torch.zeros(1)) == pytest.approx(1e12)
+
+
+def test_an_fp8_matmul_scales_each_row_of_both_operands():
+    """Rows of x quantised to 448 at x_scale = row max / 448, weights per output row: the product
+    of 64 channels of (r + 1) with 2 and with -0.5 is exact in fp8 and bf16; a zero row stays 0."""
+    q, scale = fp8.quantize_blockwise(torch.tensor([[2.0] * 64, [-0.5] * 64]), fp8.ROWWISE)
+    x = torch.tensor([[1.0] * 64, [2.0] * 64, [0.0] * 64, [3.0] * 64]).bfloat16()[None]
+    out = fp8.scaled_matmul(x, q, scale, torch.tensor([0.0, 0.5]))
+    assert out.shape == (1, 4, 2) and out.dtype == torch.bfloat16
+    assert out[0].float().tolist() == [[128.0, -31.5], [256.0, -63.5], [0.0, 0.5], [384.0, -95.5]]
+    assert fp8.scaled_matmul(x[0, :1], q, scale, None).float().tolist() == [[128.0, -32.0]]
+    layer = FP8Linear(64, 2, block=fp8.ROWWISE)
+    layer.weight, layer.scale = nn.Parameter(q, requires_grad=False), nn.Parameter(scale, requires_grad=False)
+    layer.bias = nn.Parameter(torch.tensor([1.0, 0.0]).bfloat16(), requires_grad=False)
+    layer.fp8_matmul = True
+    assert layer(x[0, :1]).float().tolist() == [[129.0, -32.0]]

@@ -41,9 +41,11 @@ class AddsContext(nn.Module):
         self.video_model, self.audio_model = Tower(1.0), Tower(10.0)
         self.calls: list[tuple[int, list[float]]] = []  # (layer, video context of each row)
         self.prepared: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+        self.audio_in: list[torch.Tensor] = []
 
     def prepare(self, video, audio, t, video_context, audio_context, first_frame_is_clean=False):
         self.prepared.append((video.clone(), t.clone(), first_frame_is_clean))
+        self.audio_in.append(audio.clone())
         return (torch.zeros(1, 1, 1), torch.zeros(1, 1, 1),
                 Inputs(self.video_model.embed_text(video_context)),
                 Inputs(self.audio_model.embed_text(audio_context)))
@@ -52,8 +54,8 @@ class AddsContext(nn.Module):
         self.calls.append((i, video_in.context[:, 0, 0].tolist()))
         return V + video_in.context[:, :1, :1], A + audio_in.context[:, :1, :1]
 
-    def finish(self, V, A, video_in, audio_in):
-        return (V[0, 0, 0].expand(VIDEO_SHAPE).bfloat16(), A[0, 0, 0].expand(AUDIO_SHAPE).bfloat16())
+    def finish(self, V, A, video_in, audio_in):  # a branch's rows summed: one row per branch
+        return V.sum().expand(VIDEO_SHAPE).bfloat16(), A.sum().expand(AUDIO_SHAPE).bfloat16()
 
 
 class Recorder:
@@ -105,12 +107,19 @@ def test_each_tower_is_guided_by_its_own_negative_and_scale_with_the_slg_layer_s
                                    (3, [1.0]), (3, [2.0])]
 
 
-def test_slg_off_runs_every_layer_in_both_branches(recorded):
+@pytest.mark.parametrize("batched", [False, True])
+def test_layer_1_can_be_skipped(recorded, batched):
+    run(AddsContext(), slg_layer=1, cfg_batch=batched)
+    assert recorded == [[-2.0, -2.0], [-60.0, -60.0]]  # one layer fewer, as for layer 2
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_slg_off_runs_every_layer_in_both_branches(recorded, batched):
     model = AddsContext()
-    run(model, slg_layer=0)
+    run(model, slg_layer=0, cfg_batch=batched)
     # negative video 4 x 2 = 8: 8 + 4 (4 - 8) = -8; audio 4 x 30 = 120: 120 + 3 (40 - 120) = -120
     assert recorded == [[-8.0, -8.0], [-120.0, -120.0]]
-    assert len(model.calls) == 2 * 2 * LAYERS
+    assert len(model.calls) == 2 * (1 if batched else 2) * LAYERS
 
 
 def test_the_last_layer_can_be_the_skipped_one(recorded):
@@ -167,6 +176,7 @@ def test_i2v_pins_the_first_frame_before_every_call_and_at_the_end(recorded):
     assert torch.equal(model.prepared[1][0][:, 1:], noise_v[:, 1:] + 1)  # stepped once
     assert torch.equal(video[:, :1], first.bfloat16()) and torch.equal(video[:, 1:], noise_v[:, 1:] + 2)
     assert torch.equal(audio, noise_a + 2) and video.dtype == audio.dtype == torch.bfloat16
+    assert torch.equal(model.audio_in[0], noise_a) and torch.equal(model.audio_in[1], noise_a + 1)
 
 
 def test_t2v_leaves_frame_0_to_the_sampler(recorded):
@@ -204,3 +214,37 @@ def test_the_stats_list_no_skipped_steps_without_the_step_cache(recorded):
     denoise(model, settings=SamplerSettings(steps=2), text=ones, video_negative=ones,
             audio_negative=ones, video_shape=VIDEO_SHAPE, audio_shape=AUDIO_SHAPE, stats=stats)
     assert stats.skipped_steps == []
+
+
+class Streamer:
+    def __init__(self):
+        self.events = []
+
+    def before(self, i):
+        self.events.append(("before", i))
+
+    def after(self, i):
+        self.events.append(("after", i))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_streamer_is_told_of_each_layer_before_and_after_it_runs(recorded, batched):
+    model, streamer = AddsContext(), Streamer()
+    ones = torch.ones(3, 4)
+    denoise(model, settings=SamplerSettings(steps=2, slg_layer=2, cfg_batch=batched), text=ones,
+            video_negative=ones, audio_negative=ones, video_shape=VIDEO_SHAPE,
+            audio_shape=AUDIO_SHAPE, streamer=streamer)
+    one_step = [(when, i) for i in range(LAYERS) for when in ("before", "after")]
+    assert streamer.events == one_step * 2
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_cfg_branches_gives_each_branch_its_own_prediction(batched):
+    model = AddsContext()
+    ones = torch.ones(3, 4)
+    (pos_v, pos_a), (neg_v, neg_a) = sampling.cfg_branches(
+        model, torch.zeros(VIDEO_SHAPE), torch.zeros(AUDIO_SHAPE), torch.tensor([999]), text=ones,
+        video_negative=2 * ones, audio_negative=3 * ones, first_frame_is_clean=True, slg_layer=2,
+        batched=batched)
+    assert [float(x.flatten()[0]) for x in (pos_v, pos_a, neg_v, neg_a)] == [4.0, 40.0, 6.0, 90.0]
+    assert model.prepared[0][2] is True

@@ -25,7 +25,8 @@ def test_50_step_lists_equal_the_reference(golden, solver):
     scheduler = make_scheduler(solver, 50, 5.0)
     assert scheduler.timesteps.dtype == golden[f"sched.{solver}.timesteps"].dtype
     assert torch.equal(scheduler.timesteps, golden[f"sched.{solver}.timesteps"])
-    assert torch.equal(scheduler.sigmas.float(), golden[f"sched.{solver}.sigmas"].float())
+    assert scheduler.sigmas.dtype == golden[f"sched.{solver}.sigmas"].dtype == torch.float32
+    assert torch.equal(scheduler.sigmas, golden[f"sched.{solver}.sigmas"])
 
 
 # The reference's values (first and last five timesteps at 50 steps, shift 5).
@@ -61,11 +62,12 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_update_steps_equal_the_reference(golden, solver):
-    """Five steps from the same model outputs (first order, multistep, last lower-order step)."""
+    """Five steps from the same model outputs (first order, multistep, last lower-order step),
+    bit for bit: the same bf16 and float32 operations in the same order as the reference."""
     steps = golden["sched.in.model_outputs"].shape[0]
     ours = _run(make_scheduler(solver, steps, 5.0), golden)
     assert ours.dtype == torch.bfloat16
-    assert _rel(ours, golden[f"sched.{solver}.steps"]) < 1e-3
+    assert torch.equal(ours, golden[f"sched.{solver}.steps"]), _rel(ours, golden[f"sched.{solver}.steps"])
 
 
 def test_unipc_without_corrector_is_detected(golden, monkeypatch):
@@ -78,8 +80,18 @@ def test_unipc_without_corrector_is_detected(golden, monkeypatch):
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="unknown solver"):
         SamplerSettings(solver="ddim")
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
         make_scheduler("unipc", 0, 5.0)
+    with pytest.raises(ValueError, match=r"unknown solver 'ddim'; choose one of unipc, dpm\+\+, euler$"):
+        make_scheduler("ddim", 50, 5.0)
+
+
+def test_one_step_is_a_schedule_too():
+    """One step from sigma_max: shift 5 maps UniPC's 0.999 to 0.9998 (timestep 999, truncated)
+    and DPM++'s and Euler's 1 to 1 (timestep 1000)."""
+    assert make_scheduler("unipc", 1, 5.0).timesteps.tolist() == [999]
+    assert make_scheduler("dpm++", 1, 5.0).timesteps.tolist() == [1000]
+    assert make_scheduler("euler", 1, 5.0).timesteps.tolist() == [1000.0]
 
 
 def test_noise_is_two_generators_with_the_same_seed():

@@ -91,6 +91,7 @@ def test_speech_windows_in_seconds():
 def test_lines_split_after_clauses_then_between_words_at_84_characters():
     assert st.split_line("Wait. Stop! Go?") == ["Wait. Stop! Go?"]
     assert st.split_line("Wait. Stop! Go?", limit=11) == ["Wait. Stop!", "Go?"]  # 11 fits, 15 does not
+    assert st.split_line("Wait. Stop!", limit=10) == ["Wait.", "Stop!"]  # 11 does not fit in 10
     assert st.split_line("One, two three four", limit=10) == ["One,", "two three", "four"]
     assert st.split_line("abcd efghi", limit=10) == ["abcd efghi"]
     assert st.split_line("a " + "x" * 20, limit=10) == ["a", "x" * 20]  # a longer word stays whole
@@ -120,6 +121,9 @@ def test_a_cue_is_clipped_to_the_stretch_the_shot_owns_and_dropped_under_a_frame
     assert st.shot_cues([(None, "Hello there")], 10.0, 5.0, visible=(10.95, 12.0)) == [
         st.Cue(10.95, 11.0, "Hello there")]  # 0.05 s left: shown
     assert st.shot_cues([(None, "Hello there")], 10.0, 5.0, visible=(10.97, 12.0)) == []  # 0.03 s: dropped
+    # exactly one frame (0.08 - 0.04 is 0.04 in binary floating point too) is still shown
+    assert st.shot_cues([(None, "Hello there")], -0.5, 5.0, visible=(0.04, 0.08)) == [
+        st.Cue(0.04, 0.08, "Hello there")]
 
 
 def test_overlapping_cues_end_a_frame_before_the_next_and_too_short_ones_go():
@@ -128,6 +132,7 @@ def test_overlapping_cues_end_a_frame_before_the_next_and_too_short_ones_go():
     assert st.without_overlaps([st.Cue(0, 1, "a"), st.Cue(2, 3, "b")]) == [st.Cue(0, 1, "a"), st.Cue(2, 3, "b")]
     assert st.without_overlaps([st.Cue(1.0, 2, "a"), st.Cue(1.05, 3, "b")]) == [st.Cue(1.05, 3, "b")]
     assert st.without_overlaps([st.Cue(1.0, 1.03, "a")]) == []
+    assert st.without_overlaps([st.Cue(0.04, 0.08, "a")]) == [st.Cue(0.04, 0.08, "a")]  # one frame: kept
 
 
 def test_webvtt_and_srt_in_full():
@@ -139,7 +144,8 @@ def test_webvtt_and_srt_in_full():
 
 
 def test_chapters_file_in_full_with_every_special_character_escaped():
-    text = st.chapters_ffmetadata([(0.0, 1.5, "a\\b=c;d#e\nf")], title="My = film")
+    text = st.chapters_ffmetadata([(0.0, 1.5, "a\\b=c;d#e\nf"), (1.5, 3.0, "Xmas")], title="My = film")
     assert text == (";FFMETADATA1\ntitle=My \\= film\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1500\n"
-                    "title=a\\\\b\\=c\\;d\\#e\\\nf\n")
+                    "title=a\\\\b\\=c\\;d\\#e\\\nf\n"
+                    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1500\nEND=3000\ntitle=Xmas\n")
     assert st.chapters_ffmetadata([]) == ";FFMETADATA1\n"
