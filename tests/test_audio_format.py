@@ -39,6 +39,23 @@ def test_a_streamed_wav_counts_every_piece_in_its_header(tmp_path):
     assert rate == 48000 and back.tolist() == [0, 0, 0, 0, 0, 1, 1]
 
 
+def test_float64_samples_are_written_as_float32(tmp_path):
+    audio.write_wav(tmp_path / "x.wav", np.array([0.5, -0.25]), 16000)
+    assert (tmp_path / "x.wav").stat().st_size == 58 + 2 * 4
+    assert audio.read_wav(tmp_path / "x.wav")[0].tolist() == [0.5, -0.25]
+
+
+def test_sizes_past_2_gib_are_unsigned_32_bit_as_riff_defines_them(tmp_path):
+    """A 3.5-hour programme at 48 kHz is 2.4 GB of float32: still a valid header."""
+    writer = audio.WavWriter(tmp_path / "long.wav", 48000)
+    writer.samples = 600_000_000
+    writer.close()
+    raw = (tmp_path / "long.wav").read_bytes()
+    assert struct.unpack("<I", raw[4:8])[0] == 50 + 2_400_000_000
+    assert struct.unpack("<I", raw[54:58])[0] == 2_400_000_000
+    assert struct.unpack("<I", raw[46:50])[0] == 600_000_000
+
+
 def test_stereo_samples_are_refused(tmp_path):
     with audio.WavWriter(tmp_path / "x.wav", 16000) as out:
         with pytest.raises(ValueError, match=r"expected mono samples \[N\], got shape \(4, 2\)"):

@@ -3,6 +3,7 @@ several processes, and the `cache` commands."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -88,7 +89,7 @@ def test_a_damaged_entry_is_dropped_and_recomputed(tiny_ckpt, tmp_path, counted)
 def test_a_pickled_value_is_never_unpickled(tmp_path):
     cache = EmbeddingCache(tmp_path)
     cache._store.set("k", {"not": "bytes"})  # diskcache would pickle this
-    with pytest.warns(UserWarning, match="refusing a pickled value"):
+    with pytest.warns(UserWarning, match=r"\(ValueError: refusing a pickled value\)"):
         assert cache.get("k") is None
     assert "k" not in cache
 
@@ -218,15 +219,26 @@ def test_a_damaged_store_is_set_aside_once_and_cleared_later(tmp_path):
     store = tmp_path / EMBEDDINGS_DIR
     store.mkdir()
     (store / "cache.db").write_bytes(b"this is not an sqlite database" * 100)
-    with pytest.warns(UserWarning, match="text-embedding cache .* is damaged .*moved to .*"
-                                         "text-embeddings.broken-.*starting an empty one"):
+    with pytest.warns(UserWarning, match=r"text-embedding cache .* is damaged \(DatabaseError: .*\); "
+                                         r"moved to .*text-embeddings.broken-.*starting an empty one"):
         cache = EmbeddingCache(tmp_path)
     aside = list(tmp_path.glob(EMBEDDINGS_DIR + ".broken-*"))
     assert len(aside) == 1 and (aside[0] / "cache.db").exists()
+    assert re.fullmatch(r"text-embeddings\.broken-\d{8}-\d{6}", aside[0].name)  # when, to the second
     assert len(cache) == 0 and cache.get("anything") is None
     cache.put("k", torch.ones(2, dtype=torch.bfloat16))
     assert cache.clear() == 1 and len(cache) == 0
     assert not list(tmp_path.glob(EMBEDDINGS_DIR + ".broken-*"))
+    (tmp_path / (EMBEDDINGS_DIR + ".broken-x")).write_text("not a folder")  # cannot be removed
+    assert cache.clear() == 0  # as a tree: left, and clearing still works
+
+
+def test_an_unreadable_entry_is_named_by_the_first_12_characters_of_its_key(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    cache._store.set("0123456789abcdef", b"not safetensors")
+    with pytest.warns(UserWarning, match=r"entry 0123456789ab in .* is unreadable"):
+        assert cache.get("0123456789abcdef") is None
+    assert "0123456789abcdef" not in cache
 
 
 def test_a_store_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path, monkeypatch):

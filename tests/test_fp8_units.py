@@ -101,6 +101,16 @@ def test_from_linear_quantises_or_casts_and_keeps_the_bias():
     assert FP8Linear.from_linear(nn.Linear(128, 2, device="meta"), block=fp8.ROWWISE).scale.shape == (2, 1)
 
 
+def test_a_layer_computes_in_its_compute_dtype():
+    layer = FP8Linear(64, 2, compute_dtype=torch.float16)
+    layer.weight.data = torch.ones(2, 64).to(FP8)
+    layer.scale.data = torch.tensor([[0.5], [2.0]])
+    layer.bias.data = torch.tensor([1.0, -1.0], dtype=torch.float16)
+    assert layer.dequantized_weight().dtype == torch.float16
+    out = layer(torch.ones(1, 64))
+    assert out.dtype == torch.float16 and out.tolist() == [[33.0, 127.0]]
+
+
 def test_a_held_weight_is_used_instead_of_expanding_again():
     layer = FP8Linear.from_linear(nn.Linear(64, 2, bias=False))
     layer.held = torch.ones(2, 64, dtype=torch.bfloat16)
@@ -144,6 +154,12 @@ def test_quantize_linears_names_every_linear_by_its_path():
     assert fp8.quantize_linears(model, block=fp8.ROWWISE) == ["0", "1.1"]
     assert isinstance(model[1][1], FP8Linear) and model[1][1].scale.shape == (8, 1)
     assert fp8.quantize_linears(nn.Linear(4, 4)) == []  # the root itself is not replaced
+    plain = nn.Sequential(nn.Linear(128, 2))
+    fp8.quantize_linears(plain, scaled=False)
+    assert plain[0].scale is None
+    blocked = nn.Sequential(nn.Linear(128, 2))
+    fp8.quantize_linears(blocked)
+    assert blocked[0].scale.shape == (2, 2)
 
 
 def test_converted_files_store_scales_next_to_their_weights():
@@ -266,6 +282,9 @@ def test_an_fp8_matmul_scales_each_row_of_both_operands():
     assert out.shape == (1, 4, 2) and out.dtype == torch.bfloat16
     assert out[0].float().tolist() == [[128.0, -31.5], [256.0, -63.5], [0.0, 0.5], [384.0, -95.5]]
     assert fp8.scaled_matmul(x[0, :1], q, scale, None).float().tolist() == [[128.0, -32.0]]
+    # 0.3 has no e4m3 value (0.28125, 0.3125): scaled to 448 first, the row stays 0.3
+    small = fp8.scaled_matmul(torch.full((1, 64), 0.3).bfloat16(), q, scale, None).float()
+    torch.testing.assert_close(small, torch.tensor([[38.4, -9.6]]), atol=0.2, rtol=0)
     layer = FP8Linear(64, 2, block=fp8.ROWWISE)
     layer.weight, layer.scale = nn.Parameter(q, requires_grad=False), nn.Parameter(scale, requires_grad=False)
     layer.bias = nn.Parameter(torch.tensor([1.0, 0.0]).bfloat16(), requires_grad=False)

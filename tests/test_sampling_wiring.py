@@ -42,6 +42,7 @@ class AddsContext(nn.Module):
         self.calls: list[tuple[int, list[float]]] = []  # (layer, video context of each row)
         self.prepared: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
         self.audio_in: list[torch.Tensor] = []
+        self.finished: list[float] = []  # the video context of each branch finished
 
     def prepare(self, video, audio, t, video_context, audio_context, first_frame_is_clean=False):
         self.prepared.append((video.clone(), t.clone(), first_frame_is_clean))
@@ -55,6 +56,7 @@ class AddsContext(nn.Module):
         return V + video_in.context[:, :1, :1], A + audio_in.context[:, :1, :1]
 
     def finish(self, V, A, video_in, audio_in):  # a branch's rows summed: one row per branch
+        self.finished.append(float(video_in.context[0, 0, 0]))
         return V.sum().expand(VIDEO_SHAPE).bfloat16(), A.sum().expand(AUDIO_SHAPE).bfloat16()
 
 
@@ -238,13 +240,15 @@ def test_the_streamer_is_told_of_each_layer_before_and_after_it_runs(recorded, b
     assert streamer.events == one_step * 2
 
 
-@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("batched", [None, False, True])
 def test_cfg_branches_gives_each_branch_its_own_prediction(batched):
-    model = AddsContext()
+    model, streamer = AddsContext(), Streamer()
     ones = torch.ones(3, 4)
     (pos_v, pos_a), (neg_v, neg_a) = sampling.cfg_branches(
         model, torch.zeros(VIDEO_SHAPE), torch.zeros(AUDIO_SHAPE), torch.tensor([999]), text=ones,
         video_negative=2 * ones, audio_negative=3 * ones, first_frame_is_clean=True, slg_layer=2,
-        batched=batched)
+        streamer=streamer, **({} if batched is None else {"batched": batched}))
     assert [float(x.flatten()[0]) for x in (pos_v, pos_a, neg_v, neg_a)] == [4.0, 40.0, 6.0, 90.0]
-    assert model.prepared[0][2] is True
+    assert model.prepared[0][2] is True and model.finished == [1.0, 2.0]
+    assert len(model.calls) == (LAYERS if batched else 2 * LAYERS - 1)  # unbatched by default
+    assert streamer.events == [(when, i) for i in range(LAYERS) for when in ("before", "after")]
