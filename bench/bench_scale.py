@@ -162,7 +162,7 @@ def _measure_render(path: Path, out: Path) -> dict:
     from ovi_studio.render.inputs import RenderOptions
     from ovi_studio.render.progress import RenderProgress
     from ovi_studio.render.session import RenderSession
-    session = RenderSession(RenderOptions(path, out_dir=out, engine="preview", quiet=True),
+    session = RenderSession(RenderOptions(path, out_dir=out, engine="preview"),
                             RenderProgress(quiet=True))
     started = time.perf_counter()
     session.prepare()

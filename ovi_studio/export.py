@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlparse
 from ovi_studio.errors import UserError
 from ovi_studio.render.artifacts import atomic_target, read_json
 from ovi_studio.render.report import REPORT, cut_cues
+from ovi_studio.media.rates import FPS
 
-FPS = 24
 FORMATS = {  # --format -> (OTIO adapter, file suffix)
     "otio": ("otio_json", ".otio"),
     "otioz": ("otioz", ".otioz"),

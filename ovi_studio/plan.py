@@ -1,10 +1,15 @@
 """What a render will do: shots in execution order, the geometry and seed of every take, a cache
 key over everything that changes the output, and whether the output folder already holds it.
 
-Staleness works like `dvc status`: the render writes `<out>/shots/<id>/take<k>/meta.json` with
-the `cache_key` and the `key_inputs` it was hashed from; a take whose key differs is stale, and
-comparing the stored inputs field by field says why ("prompt changed", "upstream shot a changed").
-The engine that renders is one of those inputs: an animatic is never mistaken for a model take.
+This module owns the one answer to "is this take up to date, and why not", like `dvc status`;
+`plan`, `render --dry-run` and `render` all act on it. The render writes
+`<out>/shots/<id>/take<k>/meta.json` with the `cache_key` and the `key_inputs` it was hashed
+from, and the size and hash of every file. A take is stale when its key differs (comparing the
+stored inputs field by field says why: "prompt changed", "upstream shot a changed"), when a file
+is missing or changed since it was committed, when the take it extends renders or was rendered
+again since, or when `--force` names it. The engine that renders is one of the key's inputs: an
+animatic is never mistaken for a model take. `--only` narrows what renders (`wanted`) without
+changing what is stale.
 
 A shot whose first frame cannot be read is planned as "blocked" (with the reason and the fix),
 and so is every shot extending it; the rest of the plan is unaffected.
@@ -59,6 +64,7 @@ _REASONS = {
     "width": "resolution changed",
     "frames": "duration changed",
     "fp8": "fp8 setting changed",
+    "tiled_vae": "tiled VAE setting changed",
 }
 
 
@@ -94,6 +100,22 @@ class PlannedTake:
     estimate_seconds: float
     out_dir: Path = field(repr=False, default=Path("."))
     parent_take: int = 0  # which take of `parent` this extension starts from
+    wanted: bool = True  # asked for by this render (--only names its shot, or a wanted take extends it)
+    forced: bool = False  # --force: renders even when up to date
+    frames_sha256: str | None = field(repr=False, default=None)  # of a fresh take's frames
+
+    @property
+    def renders(self) -> bool:
+        return self.wanted and self.status == "stale"
+
+    @property
+    def action(self) -> str:
+        """What a render does with this take: render, up to date, not selected, blocked."""
+        if self.status == "blocked":
+            return "blocked"
+        if not self.wanted:
+            return "not selected"
+        return "render" if self.status == "stale" else "up to date"
 
     @property
     def parent_dir(self) -> Path | None:
@@ -109,6 +131,7 @@ class PlannedTake:
             "parent": self.parent, "height": self.height, "width": self.width,
             "parent_take": self.parent_take if self.parent else None,
             "frames": self.frames, "status": self.status, "reasons": self.reasons,
+            "action": self.action,
             "estimate_seconds": round(self.estimate_seconds, 1), "cache_key": self.cache_key,
             "artifact_dir": str(self.artifact_dir), "key_inputs": self.key_inputs,
         }
@@ -119,7 +142,6 @@ class Plan:
     storyboard: LoadedStoryboard
     steps: list[PlannedTake]
     out_dir: Path
-    total_seconds_estimate: float  # takes that need rendering
     engine: EngineChoice
     variant: Variant  # the storyboard's, with the checkpoint's arch.json overrides
     ckpt_dir: Path | None = None
@@ -129,12 +151,22 @@ class Plan:
     def blocked(self) -> list[PlannedTake]:
         return [step for step in self.steps if step.status == "blocked"]
 
+    @property
+    def to_render(self) -> list[PlannedTake]:
+        return [step for step in self.steps if step.renders]
+
+    @property
+    def total_seconds_estimate(self) -> float:
+        """The cost model's GPU time for the takes that render."""
+        return sum(step.estimate_seconds for step in self.to_render)
+
     def to_json(self) -> dict:
         return {
             "storyboard": str(self.storyboard.path), "model": self.storyboard.variant.name,
             "out_dir": str(self.out_dir), "checkpoint": self.checkpoint,
             "engine": self.engine.name, "engine_version": ENGINE_VERSION,
             "total_seconds_estimate": round(self.total_seconds_estimate, 1),
+            "to_render": len(self.to_render),
             "takes": [step.to_json() for step in self.steps],
         }
 
@@ -177,13 +209,28 @@ def execution_order(loaded: LoadedStoryboard) -> list[ResolvedShot]:
     return order
 
 
+def check_selection(loaded: LoadedStoryboard, only: list[str] | None, force: list[str] | None) -> None:
+    """--only and --force name shots of this storyboard."""
+    ids = {s.id for s in loaded.shots}
+    for flag, names in (("--only", only), ("--force", force)):
+        bad = [n for n in names or [] if n not in ids]
+        if bad:
+            raise UserError(f"{flag}: no shot named {', '.join(bad)}",
+                            hint="shots: " + ", ".join(s.id for s in loaded.shots))
+
+
 def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
-               ckpt_dir: Path | None = None, engine: str | None = None) -> Plan:
+               ckpt_dir: Path | None = None, engine: str | None = None, *,
+               only: list[str] | None = None, force: list[str] | None = None) -> Plan:
     """`ckpt_dir` and `engine` are the command-line values (None: the storyboard's, then the
-    defaults), resolved exactly as `render` resolves them."""
+    defaults), resolved exactly as `render` resolves them. `only`: the shots to render (and of
+    their ancestors the takes they continue from); `force`: shots to render again even when up
+    to date ([]: every shot)."""
     if loaded.model is None:
         raise UserError("the storyboard has errors; nothing to plan", location=at(loaded.path),
                         hint="run `ovi-studio check` to see them")
+    check_selection(loaded, only, force)
+    wanted = wanted_takes(loaded, only)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     ckpt = storyboard_ckpt_dir(loaded, ckpt_dir)
     choice = choose_engine(engine, loaded, ckpt)
@@ -218,6 +265,7 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
             blocked = f"extends {shot.extends}, which is blocked" if height is None else None
         # GPU time: the preview engine uses none
         per_take = 0.0 if blocked or choice.name == "preview" else cost.take_seconds(height, width, variant, s.steps)
+        forced = force is not None and (not force or shot.id in force)
         for take in range(shot.takes):
             inputs = {
                 "engine_version": ENGINE_VERSION, "engine": choice.name, "model": variant.name,
@@ -231,6 +279,7 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                 # only when used, so that takes without them keep their keys
                 **({"loras": _lora_identities(s.loras)} if _lora_identities(s.loras) else {}),
                 **({"draft": True} if s.draft else {}),
+                **({"tiled_vae": True} if s.tiled_vae else {}),
                 # opt-in speed modes that change the output: keyed only when on, so that takes
                 # rendered before they existed keep their keys
                 **{name: getattr(s, name) for name in OPT_IN_FIELDS if getattr(s, name)},
@@ -241,13 +290,30 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
             planned = PlannedTake(shot, take, s.seed + take, mode, shot.extends, height, width,
                                   variant.frames, "" if blocked else cache_key(inputs), inputs,
                                   "blocked", [blocked] if blocked else [], per_take, out_dir,
-                                  parent.take if parent else 0)
+                                  parent.take if parent else 0,
+                                  wanted=wanted is None or (shot.id, take) in wanted, forced=forced)
             if not blocked:
-                planned.status, planned.reasons = _staleness(planned, takes_of.get(shot.extends, []))
+                planned.status, planned.reasons = _freshness(planned, parent,
+                                                             takes_of.get(shot.extends, []))
             steps.append(planned)
             takes_of.setdefault(shot.id, []).append(planned)
-    total = sum(step.estimate_seconds for step in steps if step.status == "stale")
-    return Plan(loaded, steps, out_dir, total, choice, variant, ckpt, checkpoint_identity(False))
+    return Plan(loaded, steps, out_dir, choice, variant, ckpt, checkpoint_identity(False))
+
+
+def wanted_takes(loaded: LoadedStoryboard, only: list[str] | None) -> set[tuple[str, int]] | None:
+    """--only: every take of the named shots, and of their ancestors only the take each one
+    continues from (nothing that nothing asked for renders). None: everything is wanted."""
+    if not only:
+        return None
+    wanted = {(name, take) for name in only for take in range(loaded.shot(name).takes)}
+    for name in only:
+        shot = loaded.shot(name)
+        while shot.extends is not None:
+            shot = loaded.shot(shot.extends)
+            if (shot.id, parent_take(shot)) in wanted:
+                break
+            wanted.add((shot.id, parent_take(shot)))
+    return wanted
 
 
 def cache_key(key_inputs: dict) -> str:
@@ -275,22 +341,72 @@ def _lora_identities(loras) -> list[dict]:
              "scale": lora.scale, "tower": lora.tower} for lora in loras if lora.scale != 0]
 
 
-def _staleness(take: PlannedTake, parent_takes: list[PlannedTake]) -> tuple[str, list[str]]:
-    meta_path = take.artifact_dir / META_FILE
-    if not meta_path.is_file():
-        return "stale", ["not rendered yet"]
+def _freshness(take: PlannedTake, parent: PlannedTake | None,
+               parent_takes: list[PlannedTake]) -> tuple[str, list[str]]:
+    """(status, reasons) of an unblocked take: the one freshness decision (module docstring).
+    `parent_takes`: every take of the parent shot (another of them as the parent is a re-pick)."""
+    if take.forced:
+        return "stale", ["forced (--force)"]
+    meta, reasons = take_state(take.artifact_dir, take.cache_key)
+    if reasons:
+        if meta is not None and meta.get("cache_key") != take.cache_key:
+            picked = {p.cache_key: p.take for p in parent_takes}
+            stored = meta.get("key_inputs")
+            reasons = explain_changes(stored if isinstance(stored, dict) else {}, take.key_inputs,
+                                      picked) or reasons
+        return "stale", reasons
+    if parent is not None:
+        problem = parent_problem(meta, parent)
+        if problem:
+            return "stale", [problem]
+    take.frames_sha256 = meta["files"]["frames"]["sha256"]
+    return "fresh", []
+
+
+def read_take_meta(take_dir: Path) -> tuple[dict | None, str | None]:
+    """A take's meta.json as an object, or None and why not."""
+    path = take_dir / META_FILE
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        stored_key, stored = meta["cache_key"], meta.get("key_inputs") or {}
-    except (OSError, ValueError, KeyError, TypeError):
-        return "stale", [f"{META_FILE} is unreadable"]
-    if stored_key == take.cache_key:
-        changed = changed_files(take.artifact_dir, meta)
-        if changed:
-            return "stale", [f"file changed since render ({', '.join(changed)})"]
-        return "fresh", []
-    picked = {p.cache_key: p.take for p in parent_takes}
-    return "stale", explain_changes(stored, take.key_inputs, picked) or ["cache key changed"]
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "not rendered yet"
+    except (OSError, ValueError):
+        return None, f"{META_FILE} is unreadable"
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict) or "frames" not in meta["files"]:
+        return None, f"{META_FILE} is unreadable"
+    return meta, None
+
+
+def take_state(take_dir: Path, cache_key: str, meta: dict | None = None) -> tuple[dict | None, list[str]]:
+    """(meta.json, why the take is not a complete render for `cache_key`: [] when it is).
+    `meta`: the take's meta.json when the caller read it already."""
+    if meta is None:
+        meta, problem = read_take_meta(take_dir)
+        if problem:
+            return None, [problem]
+    if meta.get("cache_key") != cache_key:
+        return meta, ["cache key changed"]
+    changed = changed_files(take_dir, meta)
+    if changed:
+        return meta, [f"file changed since render ({', '.join(changed)})"]
+    return meta, []
+
+
+def parent_problem(meta: dict, parent: PlannedTake) -> str | None:
+    """Why an extension is stale although its own take is complete: the take it continues
+    from renders now, is out of date, or was rendered again since (its seed frame may differ)."""
+    if parent.renders:
+        return f"upstream shot {parent.shot.id} renders"
+    if parent.status != "fresh":
+        return f"upstream shot {parent.shot.id} is out of date"
+    if not seeded_from(meta, parent.frames_sha256):
+        return f"upstream shot {parent.shot.id} was rendered again since"
+    return None
+
+
+def seeded_from(meta: dict, parent_frames_sha256: str | None) -> bool:
+    """Whether an extension's take was rendered from the parent frames with this hash."""
+    return (meta.get("parent") or {}).get("frames_sha256") == parent_frames_sha256
 
 
 def changed_files(take_dir: Path, meta: dict) -> list[str]:

@@ -495,7 +495,7 @@ def _yaml_error(exc: yaml.MarkedYAMLError, path: Path) -> UserError:
 _PLAIN_VALUE = re.compile(r"^\s*(?:-\s+)?([\w-]+):\s+[^\s\"'|>]")
 
 
-def _colon_in_plain_scalar(exc: MarkedYAMLError, mark, path: Path) -> str | None:
+def _colon_in_plain_scalar(exc: yaml.MarkedYAMLError, mark, path: Path) -> str | None:
     """The usual cause of "mapping values are not allowed here" in a storyboard: a prompt or
     scene written unquoted with `: ` inside it (`Audio: …`), which YAML reads as a new key."""
     if mark is None or "mapping values are not allowed" not in (exc.problem or ""):

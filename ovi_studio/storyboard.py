@@ -91,6 +91,9 @@ class Settings(_Strict):
     audio_negative: str | None = None
     fp8: bool | None = Field(None, description="fp8 fusion weights: the published fp8 file "
                              "(720x720_5s) when present, else the bf16 weights converted at load")
+    tiled_vae: bool | None = Field(
+        None, description="decode the video in tiles: less memory, slightly different pixels at "
+        "the tile seams (so keyed); default: tiles only where an untiled decode would not fit")
     blocks_to_swap: int | Literal["auto"] | None = Field(
         None, description="DiT blocks kept in CPU memory and streamed in; placement only")
     loras: list[LoraEntry] | None = Field(
@@ -240,7 +243,7 @@ def storyboard_schema() -> dict:
 BUILTIN_SETTINGS = dict(  # Ovi's inference defaults
     steps=50, solver="unipc", shift=5.0, seed=100, video_guidance=4.0, audio_guidance=3.0,
     slg_layer=11, video_negative="jitter, bad hands, blur, distortion",
-    audio_negative="robotic, muffled, echo, distorted", fp8=False, blocks_to_swap=0,
+    audio_negative="robotic, muffled, echo, distorted", fp8=False, tiled_vae=False, blocks_to_swap=0,
     loras=[], draft=False, draft_loras=[], step_cache=0.0, cfg_batch=False, seed_frame="last",
     fit="crop", transition="cut",
 )
@@ -274,6 +277,7 @@ class ShotSettings:
     video_negative: str
     audio_negative: str
     fp8: bool
+    tiled_vae: bool
     blocks_to_swap: int | str
     loras: tuple[LoraUse, ...]  # in a draft, the draft LoRAs are already added
     draft: bool

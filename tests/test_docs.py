@@ -24,3 +24,18 @@ def test_nothing_points_outside_the_repository():
     found = [f"{p.relative_to(REPO)}:{n}" for p in files
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if outside.search(line)]
     assert not found, found
+
+
+def test_the_readme_layout_names_every_module():
+    """The README's Layout table gives each module its one job: a new module goes there too."""
+    root = REPO
+    layout = (root / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1].split("\n## ", 1)[0]
+    missing = []
+    for path in [*root.glob("ovi_studio/**/*.py"), *root.glob("engine/*.py")]:
+        if path.name in ("__init__.py", "__main__.py") or "testing" in path.parts:
+            continue
+        package = path.parent.relative_to(root).as_posix()
+        named = f"`{path.name}`" in layout or f"`{path.parent.name}/`" in layout and package.count("/") == 1
+        if not named:
+            missing.append(path.relative_to(root).as_posix())
+    assert not missing, f"add these to the README's Layout table: {missing}"

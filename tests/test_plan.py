@@ -17,6 +17,7 @@ from ovi_studio.errors import UserError
 from ovi_studio.media import video
 from ovi_studio.plan import build_plan, cache_key, explain_changes
 from ovi_studio.storyboard import load_storyboard
+from take_fakes import commit_plan
 
 runner = CliRunner()
 
@@ -50,14 +51,6 @@ def plan_of(path: Path, **kwargs):
     return build_plan(load_storyboard(path), **kwargs)
 
 
-def render(plan) -> None:
-    """What the render writes per take (the part plan reads)."""
-    for step in plan.steps:
-        step.artifact_dir.mkdir(parents=True, exist_ok=True)
-        (step.artifact_dir / "meta.json").write_text(json.dumps(
-            {"cache_key": step.cache_key, "key_inputs": step.key_inputs}))
-
-
 def test_order_modes_sizes_seeds(tmp_path):
     plan = plan_of(make(tmp_path))
     rows = [(s.shot.id, s.take, s.mode, s.parent, (s.height, s.width), s.seed) for s in plan.steps]
@@ -79,7 +72,7 @@ def test_everything_is_stale_then_fresh_after_render(tmp_path):
     path = make(tmp_path)
     plan = plan_of(path)
     assert {(s.status, tuple(s.reasons)) for s in plan.steps} == {("stale", ("not rendered yet",))}
-    render(plan)
+    commit_plan(plan)
     again = plan_of(path)
     assert all(s.status == "fresh" and not s.reasons for s in again.steps)
     assert again.total_seconds_estimate == 0
@@ -87,7 +80,7 @@ def test_everything_is_stale_then_fresh_after_render(tmp_path):
 
 def test_a_prompt_change_cascades_down_the_chain(tmp_path):
     path = make(tmp_path)
-    render(plan_of(path))
+    commit_plan(plan_of(path))
     plan = plan_of(make(tmp_path, head_prompt="A truck starts. Audio: engine."))
     status = {(s.shot.id, s.take): (s.status, s.reasons) for s in plan.steps}
     assert status[("head", 0)] == ("stale", ["prompt changed"])
@@ -97,7 +90,7 @@ def test_a_prompt_change_cascades_down_the_chain(tmp_path):
 
 def test_seed_and_image_changes_are_explained(tmp_path):
     path = make(tmp_path)
-    render(plan_of(path))
+    commit_plan(plan_of(path))
     path.write_text(path.read_text().replace("seed: 3", "seed: 4"))
     Image.new("RGB", (1280, 720), (0, 0, 0)).save(tmp_path / "frame.png")
     status = {(s.shot.id, s.take): s.reasons for s in plan_of(path).steps}
@@ -122,7 +115,7 @@ def test_checkpoint_identity_enters_the_key(tmp_path):
     with_ckpt = plan_of(path, ckpt_dir=ckpt)
     assert with_ckpt.steps[0].key_inputs["checkpoint"].startswith("sha256:")
     assert plan_of(path).steps[0].key_inputs["checkpoint"] == "no-checkpoint"
-    render(with_ckpt)
+    commit_plan(with_ckpt)
     (ckpt / "Ovi" / "model.safetensors").write_bytes(b"other weights")
     assert plan_of(path, ckpt_dir=ckpt).steps[0].reasons == ["checkpoint changed"]
 
@@ -226,7 +219,7 @@ def test_a_video_first_frame_is_planned_from_its_last_frame(tmp_path):
 def test_a_take_rendered_by_another_engine_is_stale(tmp_path, tiny_ckpt):
     path = make(tmp_path)
     preview = plan_of(path, ckpt_dir=tiny_ckpt, engine="preview")
-    render(preview)
+    commit_plan(preview)
     assert {s.status for s in plan_of(path, ckpt_dir=tiny_ckpt, engine="preview").steps} == {"fresh"}
     model = plan_of(path, ckpt_dir=tiny_ckpt)  # auto: the checkpoints are complete
     assert model.engine.name == "ovi"

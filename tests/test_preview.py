@@ -12,7 +12,8 @@ from PIL import Image
 from ovi_studio.media import probe
 from ovi_studio.render.engines import ShotJob
 from ovi_studio.render.preview import PREVIEW_HEIGHT, PreviewEngine, preview_size
-from ovi_studio.render.inputs import RenderOptions, display_text
+from ovi_studio.render.captions import display_text
+from ovi_studio.render.inputs import RenderOptions
 from ovi_studio.render.session import RenderSession
 from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.subtitles import speech_windows

@@ -93,7 +93,7 @@ def spans(out: Path) -> dict[str, tuple[float, float, str]]:
 
 def test_two_chains_on_two_actors_match_the_local_backend_byte_for_byte(tmp_path, tiny_ckpt_short):
     source = story(tmp_path)
-    common = dict(engine="ovi", ckpt_dir=tiny_ckpt_short, device="cpu", overrides={"steps": "1"})
+    common = dict(engine="ovi", ckpt_dir=tiny_ckpt_short, device="cpu", overrides={"steps": 1})
     local, _ = render(source, tmp_path / "local", **common)
     distributed, _ = render(source, tmp_path / "ray", RayBackend(), **common)
     assert local.exit_code == 0 and distributed.exit_code == 0, [r.reason for r in distributed.records]

@@ -58,9 +58,13 @@ def test_dry_run_prints_the_plan_and_renders_nothing(tmp_path):
     story = _story(tmp_path, STORY.replace("    first_frame: broken.png\n", ""))
     result = invoke(story, "-o", tmp_path / "out", "--engine", "preview", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "intro/take0: t2v" in result.output and "portrait-more/take0: extend from portrait" in result.output
-    assert "4 take(s) to render" in result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if "/take" in line}
+    assert " t2v " in rows["intro/take0"] and rows["intro/take0"].endswith("render: not rendered yet")
+    assert " extends portrait " in rows["portrait-more/take0"]
+    assert "4 of 4 takes to render" in result.output
     assert not (tmp_path / "out").exists()
+    planned = runner.invoke(app, ["plan", str(story), "-o", str(tmp_path / "out"), "--engine", "preview"])
+    assert planned.exit_code == 0 and planned.output == result.output  # one printer, one answer
 
 
 def test_bad_input_exits_2_without_a_traceback(tmp_path):

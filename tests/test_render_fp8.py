@@ -34,7 +34,7 @@ def render(tmp_path, ckpt, b_fp8=False, **options):
     story = tmp_path / "story.yaml"
     story.write_text(STORY.format(b_fp8=str(b_fp8).lower()))
     session = RenderSession(RenderOptions(source=story, out_dir=tmp_path / "out", engine="ovi",
-                                          ckpt_dir=ckpt, device="cpu", overrides={"steps": "1"},
+                                          ckpt_dir=ckpt, device="cpu", overrides={"steps": 1},
                                           **options), RenderProgress(quiet=True))
     plan = session.prepare()
     outcome = session.run()

@@ -156,7 +156,7 @@ def test_drafts_take_fewer_steps_same_seeds_and_are_keyed_apart(tmp_path, tiny_c
 
     session = RenderSession(RenderOptions(source=story, out_dir=tmp_path / "out", engine="ovi",
                                           ckpt_dir=tiny_ckpt_short, device="cpu",
-                                          overrides={"draft": "true"}, dry_run=True),
+                                          overrides={"draft": True}),
                             RenderProgress(quiet=True))
     drafts = {s.shot.id: s for s in session.prepare().steps}
     assert drafts["a"].key_inputs["steps"] == DRAFT_STEPS and drafts["a"].key_inputs["draft"] is True
@@ -166,7 +166,7 @@ def test_drafts_take_fewer_steps_same_seeds_and_are_keyed_apart(tmp_path, tiny_c
 @pytest.mark.slow
 def test_a_draft_render_is_marked_in_the_report(tmp_path, tiny_ckpt_short):
     story = _story(tmp_path, tiny_ckpt_short, text=DRAFT_STORY)
-    _render(story, tiny_ckpt_short, steps="2")
+    _render(story, tiny_ckpt_short, steps=2)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     marks = {shot["id"]: shot["takes"][0].get("draft", False) for shot in report["shots"]}
     assert marks == {"a": False, "b": True}

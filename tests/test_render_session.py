@@ -130,7 +130,7 @@ def test_four_shots_with_a_chain_and_two_takes_through_the_model(tmp_path, tiny_
     variant, 17 frames per take): every take renders, the cut drops the seams, streams agree."""
     story = write(tmp_path, FOUR_SHOTS)
     session, outcome = render(story, tmp_path / "out", engine="ovi", ckpt_dir=tiny_ckpt_short,
-                              device="cpu", overrides={"steps": "2"})
+                              device="cpu", overrides={"steps": 2})
     assert outcome.exit_code == 0, [r.reason for r in outcome.records]
     assert set(statuses(outcome).values()) == {"rendered"} and len(outcome.records) == 5
     frames = check_cut(session, outcome)
@@ -158,7 +158,7 @@ shots:
 def test_the_model_renders_a_chain_through_the_same_session(tmp_path, tiny_ckpt):
     story = write(tmp_path, TWO_SHOT_CHAIN)
     session, outcome = render(story, tmp_path / "out", engine="ovi", ckpt_dir=tiny_ckpt,
-                              device="cpu", overrides={"steps": "2"})
+                              device="cpu", overrides={"steps": 2})
     assert outcome.exit_code == 0, [r.reason for r in outcome.records]
     check_cut(session, outcome)
     take = session.out_dir / "shots" / "b" / "take0"
@@ -176,7 +176,7 @@ def test_the_model_renders_a_chain_through_the_same_session(tmp_path, tiny_ckpt)
     clip = probe.probe(viewing_copy(take))
     assert clip.first("video").pix_fmt == "yuv420p" and clip.first("audio").sample_rate == 48000
     _, again = render(story, tmp_path / "out", engine="ovi", ckpt_dir=tiny_ckpt, device="cpu",
-                      overrides={"steps": "2"})
+                      overrides={"steps": 2})
     assert set(statuses(again).values()) == {"cached"}
 
 

@@ -58,7 +58,7 @@ def test_ten_shots_load_the_model_once_and_memory_holds_steady(tmp_path, tiny_ck
     story.write_text(ten_shots())
     session = RenderSession(RenderOptions(source=story, out_dir=tmp_path / "out", engine="ovi",
                                           ckpt_dir=tiny_ckpt_short, device=device,
-                                          overrides={"steps": "1"}), RenderProgress(quiet=True))
+                                          overrides={"steps": 1}), RenderProgress(quiet=True))
     session.prepare()
     outcome = session.run()
     assert outcome.exit_code == 0, [r.reason for r in outcome.records]

@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 
 from ovi_studio.plan import OUTPUT_NEUTRAL, build_plan
 from ovi_studio.storyboard import ShotSettings, load_storyboard
+from take_fakes import commit_plan
 
 STORY = """\
 version: 1
@@ -34,7 +35,7 @@ shots:
 EDITS = {
     "resolution": [512, 896], "aspect": "4:3", "steps": 7, "solver": "euler", "shift": 3.0,
     "seed": 99, "video_guidance": 2.5, "audio_guidance": 1.5, "slg_layer": 3,
-    "video_negative": "blurry", "audio_negative": "hum", "fp8": True, "blocks_to_swap": 4,
+    "video_negative": "blurry", "audio_negative": "hum", "fp8": True, "tiled_vae": True, "blocks_to_swap": 4,
     "seed_frame": "sharpest", "color_match": "previous", "fit": "pad",
     "transition": "crossfade", "transition_frames": 6,
     "loras": [{"path": "style.safetensors", "scale": 0.8}], "draft": True,
@@ -59,18 +60,10 @@ def _write(path: Path, field: str | None = None, value=None) -> Path:
     return path
 
 
-def _commit(plan) -> None:
-    """What a render leaves for the plan to read: each take's meta.json with its key."""
-    for step in plan.steps:
-        step.artifact_dir.mkdir(parents=True, exist_ok=True)
-        (step.artifact_dir / "meta.json").write_text(json.dumps(
-            {"cache_key": step.cache_key, "key_inputs": step.key_inputs}))
-
-
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     story = _write(tmp_path_factory.mktemp("keyed") / "story.yaml")
-    _commit(build_plan(load_storyboard(story)))
+    commit_plan(build_plan(load_storyboard(story)))
     assert {s.status for s in build_plan(load_storyboard(story)).steps} == {"fresh"}
     return story
 

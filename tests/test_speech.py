@@ -64,7 +64,7 @@ def test_a_csv_import_with_speech_gets_cues_of_its_speech_within_the_speech_time
 
 
 def test_raw_prompt_speech_reaches_the_animatic_captions(tmp_path: Path):
-    from ovi_studio.render.inputs import dialogue_of
+    from ovi_studio.render.captions import dialogue_of
     from ovi_studio.storyboard import load_storyboard
     story = tmp_path / "s.yaml"
     story.write_text("version: 1\nmodel: 720x720_5s\ncharacters:\n  anna:\n    look: a woman\n"

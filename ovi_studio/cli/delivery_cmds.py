@@ -67,7 +67,7 @@ def pick(
     record_pick(storyboard, shot, take)
     typer.echo(f"{storyboard}: shot {shot} now uses take {take}")
     progress = make_progress(quiet)
-    session = RenderSession(RenderOptions(source=storyboard, out_dir=out, quiet=quiet), progress, _no_engine)
+    session = RenderSession(RenderOptions(source=storyboard, out_dir=out), progress, _no_engine)
     session.prepare()
     with progress:
         outcome = session.assemble_existing()

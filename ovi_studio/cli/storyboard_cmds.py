@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from ovi_studio.cli import options
 from ovi_studio.cli.app import app, err, guarded, out_console
-from ovi_studio.diagnostics import Severity
 from ovi_studio.errors import UserError
 
 
@@ -42,27 +41,37 @@ def import_command(
 @app.command("plan")
 @guarded
 def plan_command(
-    storyboard: Path = typer.Argument(..., help="storyboard YAML"),
+    storyboard: Path = typer.Argument(..., help="storyboard .yaml (or an Ovi prompt .csv)"),
+    shots: Optional[List[str]] = options.SHOTS,
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: output.dir)"),
-    ckpt_dir: Optional[Path] = typer.Option(None, "--ckpt-dir", help="checkpoint folder (for the cache key)"),
-    engine: Optional[str] = typer.Option(None, "--engine", help="auto | ovi | preview, as for render "
-                                         "(default: the storyboard's `engine:`, else auto)"),
+    out: Optional[Path] = options.OUT,
+    ckpt_dir: Optional[Path] = options.CKPT_DIR,
+    engine: Optional[str] = options.ENGINE,
+    set_: List[str] = options.SET,
+    force: bool = options.FORCE,
+    only: Optional[List[str]] = options.ONLY,
+    takes: Optional[int] = options.TAKES,
+    preset: Optional[str] = options.PRESET,
+    fp8: bool = options.FP8,
+    draft: bool = options.DRAFT,
+    blocks_to_swap: Optional[str] = options.BLOCKS_TO_SWAP,
 ) -> None:
-    """Show what a render will do: shots in order, sizes, seeds, cache state and GPU time.
-    Exits 1 when a shot cannot render (e.g. an unreadable first frame)."""
+    """Show what `render` with the same options will do: every take in order, its size and
+    seed, whether it renders and why, and the GPU time. Exits 1 when a shot cannot render (e.g.
+    an unreadable first frame) or `check` finds errors."""
+    from ovi_studio.api import build_plan
+    from ovi_studio.cli.plan_table import print_plan
     from ovi_studio.lint.gate import lint_summary
-    from ovi_studio.plan import build_plan
-    from ovi_studio.storyboard import load_storyboard
+    run_options = options.planned_options(storyboard, shots, out, engine, ckpt_dir, set_, force,
+                                          only, takes, preset, fp8, draft, blocks_to_swap)
     summary = lint_summary(storyboard, ckpt_dir)  # the findings and count `check` gives
     if (summary.warnings or summary.errors) and not as_json:  # --json: in the JSON's "lint"
         err.print(summary.warnings_text().rstrip(), markup=False, highlight=False)
         if summary.errors:
             err.print(f"{summary.errors} lint error(s): `render` refuses this storyboard until "
                       "they are fixed", markup=False, highlight=False)
-    loaded = load_storyboard(storyboard)
     try:
-        plan = build_plan(loaded, out_dir=out_dir, ckpt_dir=ckpt_dir, engine=engine)
+        plan = build_plan(storyboard, run_options)
     except UserError:
         if summary.errors:  # already listed above, as `check` lists them
             raise typer.Exit(1) from None
@@ -70,27 +79,9 @@ def plan_command(
     failed = 1 if plan.blocked or summary.errors else 0
     if as_json:
         typer.echo(json.dumps({**plan.to_json(), "lint": summary.to_json()}, indent=2, sort_keys=False))
-        raise typer.Exit(failed)
-    table = Table(title=escape(f"{loaded.model.title or storyboard.name}: {plan.variant.name}, "
-                               f"{plan.variant.frames} frames per take, engine {plan.engine.name}"))
-    for column in ("shot", "take", "mode", "size", "seed", "status", "est."):
-        table.add_column(column, justify="right" if column in ("take", "seed", "est.") else "left",
-                         no_wrap=column != "status", min_width=12 if column == "status" else None)
-    for step in plan.steps:
-        mode = f"extends {step.parent}" if step.mode == "extend" else step.mode
-        status = {"fresh": "[green]fresh[/]", "stale": "[yellow]stale[/]: ",
-                  "blocked": "[red]blocked[/]: "}[step.status] + escape(", ".join(step.reasons))
-        size = "?" if step.height is None else f"{step.width}x{step.height}"
-        table.add_row(step.shot.id, str(step.take), escape(mode), size, str(step.seed), status,
-                      _duration(step.estimate_seconds))
-    out = _out()
-    out.print(table)
-    stale = sum(1 for s in plan.steps if s.status == "stale")
-    out.print(f"{stale} of {len(plan.steps)} takes to render, estimated GPU time "
-              f"{_duration(plan.total_seconds_estimate)} (cost model: ovi_studio/cost.py); "
-              f"output in {plan.out_dir}", markup=False)
-    if plan.blocked:
-        out.print(f"[red]{len(plan.blocked)} take(s) cannot render[/] (blocked: see the table)")
+    else:
+        out_console_ = _out()
+        print_plan(plan, lambda line: out_console_.print(line, markup=False))
     raise typer.Exit(failed)
 
 
@@ -141,7 +132,3 @@ def doctor_command(
     raise typer.Exit(exit_code(findings))
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

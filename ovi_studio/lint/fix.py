@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ovi_studio.errors import UserError, at
+from ovi_studio.files import write_text_atomic
 from ovi_studio.lint.findings import PromptContext
 from ovi_studio.lint.runner import LintOptions, StoryboardLinter, fix_prompt
 from ovi_studio.lint.tokens import token_counter
@@ -62,7 +61,7 @@ def apply_fixes(path: str | Path, options: LintOptions = LintOptions(), *, write
         text = text[:edit.start] + edit.text + text[edit.end:]
     _verify(path, text, edits)
     if write:
-        write_atomically(path, text)
+        write_text_atomic(path, text)
     return FixReport(path, edits)
 
 
@@ -189,17 +188,3 @@ def _verify(path: Path, text: str, edits: list[Edit]) -> None:
             raise UserError(f"--fix could not rewrite `{'.'.join(map(str, edit.path))}` safely; "
                             "the file was not changed", location=at(path),
                             hint="write the prompt as a block literal (`prompt: |`)")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write next to the file and rename over it, so a crash never leaves half a storyboard."""
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

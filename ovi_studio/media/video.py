@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ovi_studio.media import ffmpeg
+from ovi_studio.media.rates import FPS
 
-FPS = 24
 
 
 def write_lossless(path: str | Path, frames: np.ndarray, fps: int = FPS) -> None:

@@ -1,4 +1,4 @@
-"""The per-take artifact folder, atomic writes, and the meta.json commit marker.
+"""The per-take artifact folder and its meta.json commit marker, written atomically.
 
 Layout (docs/render.md): `<out>/shots/<shot_id>/take<k>/` holds clip.mp4, frames.mkv (lossless
 FFV1 RGB), audio.wav (float32 16 kHz as decoded), last_frame.png, latents.safetensors (model
@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.fingerprint import stat_cache
+from ovi_studio import files
 from ovi_studio.plan import changed_files
 from ovi_studio.render.outdir import folder_for_write, held_folder_of
 
 META = "meta.json"
 ERROR = "error.txt"
-TMP_MARK = ".tmp-"  # atomic writes outside a held output folder
 
 
 @dataclass(frozen=True)
@@ -65,27 +64,20 @@ def take_dir(out_dir: str | Path, shot_id: str, take: int) -> Path:
     return Path(out_dir) / "shots" / shot_id / f"take{take}"
 
 
-@contextlib.contextmanager
-def atomic_target(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path (same suffix, so tools infer the format); rename it onto `path`
-    only when the block finishes without error. Inside a held output folder the temporary file
-    lives in this run's own temporary folder and the target is checked to stay inside
-    (outdir.py); when no render holds a folder it sits beside the target."""
-    path = Path(path)
+def atomic_target(path: str | Path):
+    """files.atomic_target for a take's or a report's file: inside a held output folder the
+    temporary file lives in this run's own temporary folder and the target is checked to stay
+    inside (outdir.py); when no render holds a folder it sits beside the target."""
+    return files.atomic_target(path, _temp_for(Path(path)))
+
+
+def _temp_for(path: Path) -> Path | None:
     folder = folder_for_write(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if folder is not None:
-        if path.is_dir() and not path.is_symlink():
-            folder.set_aside(path, "is a folder where ovi-studio writes a file")
-        tmp = folder.temp_path(path)
-    else:
-        tmp = path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if folder is None:
+        return None
+    if path.is_dir() and not path.is_symlink():
+        folder.set_aside(path, "is a folder where ovi-studio writes a file")
+    return folder.temp_path(path)
 
 
 @contextlib.contextmanager
@@ -102,15 +94,11 @@ def work_folder(near: Path) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_target(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+    files.write_text_atomic(path, text, _temp_for(Path(path)))
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    write_text_atomic(path, files.to_json_text(obj))
 
 
 def read_json(path: str | Path) -> dict | None:

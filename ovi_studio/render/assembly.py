@@ -38,10 +38,9 @@ from ovi_studio.media import audio, ffmpeg
 from ovi_studio.render.artifacts import atomic_target, write_text_atomic
 from ovi_studio.render.subtitles import (Cue, chapters_ffmetadata, shot_cues, to_srt, to_webvtt,
                                          without_overlaps)
+from ovi_studio.media.rates import FPS, SAMPLES_PER_FRAME
+from ovi_studio.media.rates import CUT_AUDIO_RATE as SAMPLE_RATE
 
-FPS = 24
-SAMPLE_RATE = 48_000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 2000
 SILENT_LUFS = -70.0  # below this, loudnorm has nothing to measure (EBU R128 absolute gate)
 LOSSLESS_PIX_FMT = "gbrp"  # the takes' planar RGB, which the cut converts to yuv420p once
 PIECE_FORMAT = 1  # in every piece's key: raise it when the way a piece is encoded changes

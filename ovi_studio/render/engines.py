@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from ovi_studio.errors import UserError
+
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 PhaseCallback = Callable[[str], None]  # the name of the phase that starts
 
@@ -212,3 +214,68 @@ def _free_cuda_cache() -> None:
     import torch
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+# -- choosing the engine ----------------------------------------------------------------------
+
+def default_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the model engine runs (none of it changes what a take renders to, except where the
+    plan keys it: fp8 and the memory preset's settings reach the shots' settings)."""
+    device: str | None = None  # cuda, cuda:N or cpu; None: cuda when present
+    dtype: str | None = None  # a key of DTYPES; None: the engine's default
+    preset: str | None = None  # a memory preset of engine.presets (80gb, 24gb, ...)
+    attention: str = "auto"  # auto or one of engine.attention.BACKENDS
+    compile: bool = False  # torch.compile the fusion layers
+
+
+def engine_factory(choice, options: EngineOptions, loaded, ckpt_dir: Path | None,
+                   log: Callable[[str], None]) -> Callable[[], ShotEngine]:
+    """A factory for the engine the plan chose (`choice`, ovi_studio.checkpoints.EngineChoice;
+    the model loads only when a take needs it); a fallback to the preview is announced loudly."""
+    if options.dtype is not None and options.dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, not {options.dtype!r}")
+    if options.device is not None and options.device.split(":")[0] not in ("cuda", "cpu"):
+        raise UserError(f"--device must be cuda, cuda:N or cpu, not {options.device!r}")
+    if choice.fell_back:
+        missing = choice.missing
+        log("=" * 72)
+        log("engine: PREVIEW (no model) — checkpoints not found: " + missing[0]
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        log("this renders an animatic for pacing; pass --engine ovi (or `engine: ovi`) to require the model")
+        log("=" * 72)
+    if choice.name == "preview":
+        return _preview_factory
+
+    if options.device and options.device.startswith("cuda") and default_device() != "cuda":
+        raise UserError(f"--device {options.device}: no CUDA device is available here",
+                        hint="use --device cpu (slow), or --engine preview for an animatic")
+
+    def make_ovi() -> ShotEngine:
+        from engine.layout import fp8_weights
+        device = options.device or default_device()
+        _check_attention(options.attention, device)
+        return OviEngine(ckpt_dir, loaded.variant.name, device=device, dtype=options.dtype,
+                         fp8_weights=fp8_weights(ckpt_dir, loaded.variant),
+                         preset=options.preset, attention=options.attention,
+                         compile=options.compile)  # embedding cache: $OVI_STUDIO_CACHE or default
+    return make_ovi
+
+
+def _check_attention(requested: str, device: str) -> None:
+    import torch
+    from engine.attention import resolve_attention_backend
+    try:
+        resolve_attention_backend(requested, torch.device(device))
+    except ValueError as exc:
+        raise UserError(f"--attention: {exc}", hint="--attention auto picks the fastest one installed") from None
+
+
+def _preview_factory() -> ShotEngine:
+    from ovi_studio.render.preview import PreviewEngine
+    return PreviewEngine()

@@ -1,38 +1,34 @@
-"""What a render starts from: its options, the storyboard as the session will render it
-(CSV imported, `--set`/`--takes` applied), how speakers and characters are named on screen,
-and the engine the plan chose (ovi_studio.checkpoints.choose_engine)."""
+"""What a render starts from: its options (typed values, as the library takes them; the CLI
+parses its strings in cli/options.py) and the storyboard as the session will render it (CSV
+imported, overrides and `takes` applied to every shot, each value checked)."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from ovi_studio.checkpoints import EngineChoice
 from ovi_studio.errors import UserError, at
-from ovi_studio.prompt import spoken_lines
 from ovi_studio.render.artifacts import atomic_target
-from ovi_studio.render.engines import DTYPES, ShotEngine
+from ovi_studio.render.engines import EngineOptions
 from ovi_studio.render.outdir import prepare_folder
 from ovi_studio.textfile import not_a_regular_file
 
 
 @dataclass
 class RenderOptions:
-    source: Path  # a storyboard (.yaml) or an Ovi prompt CSV
+    source: Path | None = None  # a storyboard (.yaml) or an Ovi prompt CSV (the library's functions set it)
     out_dir: Path | None = None
     engine: str | None = None  # auto | ovi | preview; None: the storyboard's `engine:`
     device: str | None = None
     dtype: str | None = None
     ckpt_dir: Path | None = None
-    overrides: dict[str, str] = field(default_factory=dict)  # --set key=value
+    overrides: dict[str, Any] = field(default_factory=dict)  # key: value over every shot (typed, as YAML reads it)
     force: list[str] | None = None  # None: nothing forced; []: every shot
     only: list[str] | None = None
     takes: int | None = None
-    dry_run: bool = False
     oom_retry: bool = False
-    quiet: bool = False
     preset: str | None = None  # a memory preset of engine.presets (80gb, 24gb, 16gb, 12gb, 8gb)
     attention: str = "auto"  # auto or one of engine.attention.BACKENDS
     compile: bool = False  # torch.compile the fusion layers
@@ -41,33 +37,21 @@ class RenderOptions:
     lint: bool = True  # the lint gate (--no-lint: render despite lint errors; recorded in the report)
     wait: bool = True  # for another render holding the output folder (False: exit naming it)
 
+    @property
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(self.device, self.dtype, self.preset, self.attention, self.compile)
+
 
 # -- inputs -----------------------------------------------------------------------------------
 
 OUTPUT_KEYS = {"loudness", "subtitles", "chapters", "final"}
 ASSEMBLY_KEYS = {"crf", "preset"}  # the final encode's x264 settings
-ENGINE_KEYS = {"tiled_vae"}
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects key=value, got {pair!r}", hint="e.g. --set steps=20")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def yaml_value(text: str):
-    """A --set value as the storyboard would read it (YAML 1.2, ovi_studio.source)."""
-    from ovi_studio.source import parse_scalar
-    return parse_scalar(text)
 
 
 def load_for_render(options: RenderOptions):
-    """Load the storyboard (importing a CSV on the fly), refuse one with errors, apply --set
-    and --takes to every shot."""
+    """Load the storyboard (importing a CSV on the fly), refuse one with errors, apply the
+    overrides and `takes` to every shot. Returns it and the checked values of the cut's keys
+    (OUTPUT_KEYS, ASSEMBLY_KEYS) among the overrides."""
     from ovi_studio.storyboard import Settings, load_storyboard, merge_settings
     from ovi_studio.diagnostics import Severity
     source = Path(options.source)
@@ -86,19 +70,19 @@ def load_for_render(options: RenderOptions):
                         location=at(loaded.path), hint="run `ovi-studio check` for details and fixes")
     overrides = {**_preset_settings(options.preset), **options.overrides}
     setting_keys = {k: v for k, v in overrides.items() if k in Settings.model_fields}
-    unknown = set(options.overrides) - set(setting_keys) - OUTPUT_KEYS - ASSEMBLY_KEYS - ENGINE_KEYS
+    unknown = set(options.overrides) - set(setting_keys) - OUTPUT_KEYS - ASSEMBLY_KEYS
     if unknown:
         raise UserError(f"--set: unknown key(s) {', '.join(sorted(unknown))}",
                         hint="settable: " + ", ".join(sorted(set(Settings.model_fields) | OUTPUT_KEYS
-                                                             | ASSEMBLY_KEYS | ENGINE_KEYS)))
-    _check_output_overrides(options.overrides)
+                                                             | ASSEMBLY_KEYS)))
+    cut_overrides = _check_output_overrides(options.overrides)
     if setting_keys:
-        values = {k: yaml_value(v) for k, v in setting_keys.items()}
-        try:
-            Settings.model_validate(values)
+        try:  # typed as the storyboard's own values are (e.g. a LoRA list of mappings)
+            checked = Settings.model_validate(setting_keys)
         except ValidationError as exc:
             raise UserError(_describe_invalid(exc, setting_keys),
                             hint="`ovi-studio schema` lists every setting and its values") from None
+        values = {key: getattr(checked, key) for key in setting_keys}
         extended = {s.extends for s in loaded.model.shots if s.extends}
         for model_shot, shot in zip(loaded.model.shots, loaded.shots):
             in_chain = shot.extends is not None or shot.id in extended
@@ -108,14 +92,14 @@ def load_for_render(options: RenderOptions):
     if options.takes is not None:
         for shot in loaded.shots:
             shot.takes = options.takes
-    return loaded
+    return loaded, cut_overrides
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
 
 
-def _describe_invalid(exc: ValidationError, given: dict[str, str]) -> str:
+def _describe_invalid(exc: ValidationError, given: dict[str, Any]) -> str:
     """One line per bad --set value: `key=value: expected A or B` (pydantic reports each
     alternative of a union apart), or our own validator's sentence."""
     expected: dict[str, list[str]] = {}
@@ -134,44 +118,45 @@ def _describe_invalid(exc: ValidationError, given: dict[str, str]) -> str:
     return "; ".join(f"--set {key}={given.get(key, '')}: {describe(msgs)}" for key, msgs in expected.items())
 
 
-def _preset_settings(preset: str | None) -> dict[str, str]:
-    """The shot settings a memory preset implies (`--set` beats them): its fp8, which changes
-    the output and so belongs in every take's cache key."""
+def _preset_settings(preset: str | None) -> dict[str, Any]:
+    """The shot settings a memory preset implies (overrides beat them): its fp8 and tiled VAE,
+    which change the output and so belong in every take's cache key."""
     if preset is None:
         return {}
     from engine.presets import PRESETS, resolve_memory
     if preset not in PRESETS:
         raise UserError(f"unknown memory preset {preset!r}",
                         hint=f"choose one of {', '.join(PRESETS)} (`ovi-studio doctor` suggests one)")
-    return {"fp8": "true"} if resolve_memory(preset, free_bytes=0).fp8 else {}
+    memory = resolve_memory(preset, free_bytes=0)
+    return {**({"fp8": True} if memory.fp8 else {}), **({"tiled_vae": True} if memory.tiled_vae else {})}
 
 
-def _check_output_overrides(overrides: dict[str, str]) -> None:
-    """Values of the non-shot --set keys, checked before anything renders."""
+def _check_output_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The values of the cut's keys, checked before anything renders."""
     def bad(key: str, expected: str) -> UserError:
         return UserError(f"--set {key}={overrides[key]}: expected {expected}")
-    if "crf" in overrides and not (overrides["crf"].isdigit() and 0 <= int(overrides["crf"]) <= 51):
+    crf = overrides.get("crf", 0)
+    if not (isinstance(crf, int) and not isinstance(crf, bool) and 0 <= crf <= 51):
         raise bad("crf", "an integer from 0 to 51")
     if "preset" in overrides and overrides["preset"] not in X264_PRESETS:
         raise bad("preset", "one of " + ", ".join(X264_PRESETS))
-    _check_output_settings(overrides)
-    if "tiled_vae" in overrides and not isinstance(yaml_value(overrides["tiled_vae"]), bool):
-        raise bad("tiled_vae", "true or false")
+    return {**{k: overrides[k] for k in ASSEMBLY_KEYS if k in overrides}, **_check_output_settings(overrides)}
 
 
-def _check_output_settings(overrides: dict[str, str]) -> None:
-    """`--set` values of `output:` keys, judged by the storyboard's own `output:` schema."""
+def _check_output_settings(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Values of `output:` keys, judged (and typed) by the storyboard's own `output:` schema."""
     from ovi_studio.storyboard import Output
-    values = {key: yaml_value(overrides[key]) for key in OUTPUT_KEYS - {"final"} if key in overrides}
-    if values.get("loudness", True) is False:  # YAML 1.1 reads `off` as false
+    values = {key: overrides[key] for key in OUTPUT_KEYS if key in overrides}
+    if values.get("loudness", True) is False:  # `off` read as YAML 1.1 reads it
         values["loudness"] = "off"
-    if "final" in overrides:
-        values["final"] = overrides["final"]  # a file name, as written
+    if "final" in values:
+        values["final"] = str(values["final"])  # a file name, whatever it looks like
     try:
-        Output.model_validate(values)
+        checked = Output.model_validate(values)
     except ValidationError as exc:
-        raise UserError(_describe_invalid(exc, {k: overrides[k] for k in values}),
+        raise UserError(_describe_invalid(exc, values),
                         hint="`ovi-studio schema` lists every setting and its values") from None
+    return {key: getattr(checked, key) for key in values}
 
 
 def _import_csv(path: Path, options: RenderOptions) -> Path:
@@ -187,96 +172,3 @@ def _import_csv(path: Path, options: RenderOptions) -> Path:
         with atomic_target(target) as tmp:
             tmp.write_text(text, encoding="utf-8")
     return target
-
-
-def default_device() -> str:
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def engine_factory(choice: EngineChoice, options: RenderOptions, loaded, ckpt_dir: Path | None,
-                   log: Callable[[str], None]) -> Callable[[], ShotEngine]:
-    """A factory for the engine the plan chose (the model loads only when a take needs it);
-    a fallback to the preview is announced loudly."""
-    if options.dtype is not None and options.dtype not in DTYPES:
-        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, not {options.dtype!r}")
-    if options.device is not None and options.device.split(":")[0] not in ("cuda", "cpu"):
-        raise UserError(f"--device must be cuda, cuda:N or cpu, not {options.device!r}")
-    if choice.fell_back:
-        missing = choice.missing
-        log("=" * 72)
-        log("engine: PREVIEW (no model) — checkpoints not found: " + missing[0]
-            + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-        log("this renders an animatic for pacing; pass --engine ovi (or `engine: ovi`) to require the model")
-        log("=" * 72)
-    if choice.name == "preview":
-        return _preview_factory
-
-    if options.device and options.device.startswith("cuda") and default_device() != "cuda":
-        raise UserError(f"--device {options.device}: no CUDA device is available here",
-                        hint="use --device cpu (slow), or --engine preview for an animatic")
-
-    def make_ovi() -> ShotEngine:
-        from engine.layout import fp8_weights
-        from ovi_studio.render.engines import OviEngine
-        device = options.device or default_device()
-        _check_attention(options.attention, device)
-        return OviEngine(ckpt_dir, loaded.variant.name, device=device, dtype=options.dtype,
-                         fp8_weights=fp8_weights(ckpt_dir, loaded.variant),
-                         preset=options.preset, attention=options.attention,
-                         compile=options.compile)  # embedding cache: $OVI_STUDIO_CACHE or default
-    return make_ovi
-
-
-def _check_attention(requested: str, device: str) -> None:
-    import torch
-    from engine.attention import resolve_attention_backend
-    try:
-        resolve_attention_backend(requested, torch.device(device))
-    except ValueError as exc:
-        raise UserError(f"--attention: {exc}", hint="--attention auto picks the fastest one installed") from None
-
-
-def _preview_factory() -> ShotEngine:
-    from ovi_studio.render.preview import PreviewEngine
-    return PreviewEngine()
-
-
-def speaker_label(loaded, speaker: str | None) -> str | None:
-    """How captions name a speaker: a character's `name`, else the character key capitalised,
-    else the speaker as written."""
-    if speaker is None:
-        return None
-    key = speaker.strip().strip("{}")
-    character = loaded.model.characters.get(key) if loaded.model else None
-    if character is None:
-        return speaker.strip()
-    return character.name or key.capitalize()
-
-
-def display_text(loaded, text: str | None) -> str | None:
-    """Scene text for captions and cards: `{anna}` becomes Anna's name (her look when she has
-    none), `{anna.voice}` her voice."""
-    from ovi_studio.compile import CHARACTER_REF
-    if text is None or loaded.model is None:
-        return text
-
-    def expand(match):
-        character = loaded.model.characters.get(match[1])
-        if character is None:
-            return match[0]
-        if match[2] == "voice":
-            return character.voice or ""
-        return character.look if match[2] == "look" else (character.name or character.look)
-    return CHARACTER_REF.sub(expand, text)
-
-
-def dialogue_of(loaded, shot) -> tuple[tuple[str | None, str], ...]:
-    """(speaker, words) of each speech span of the compiled prompt, whatever form the shot was
-    written in (raw `prompt:`, structured, template, CSV import). Speakers are known only where
-    the structured form names them; a raw prompt's lines have none."""
-    lines = spoken_lines(shot.raw_prompt)
-    speakers = [d.speaker for d in shot.dialogue]
-    if len(speakers) != len(lines):
-        speakers = [None] * len(lines)
-    return tuple((speaker_label(loaded, who), text) for who, text in zip(speakers, lines))

@@ -52,7 +52,7 @@ def record_pick(storyboard: Path, shot_id: str, take: int) -> None:
     of an existing `pick:` is replaced, else a `pick:` line goes under the shot's `id:` line
     (a shot written as a flow mapping `{id: …}` is re-emitted by the YAML round trip)."""
     from ovi_studio.errors import UserError, at
-    from ovi_studio.lint.fix import write_atomically
+    from ovi_studio.files import write_text_atomic
     from ovi_studio.storyboard import load_storyboard
     loaded = load_storyboard(storyboard)
     shot = loaded.shot(shot_id)
@@ -80,9 +80,9 @@ def record_pick(storyboard: Path, shot_id: str, take: int) -> None:
             newline = "\r\n" if lines[row].endswith("\r\n") else "\n"
             lines.insert(row + 1, " " * col + f"pick: {take}" + newline)
         text = "".join(lines)
-    write_atomically(storyboard, text)
+    write_text_atomic(storyboard, text)
     if load_storyboard(storyboard).shot(shot_id).pick != take:  # never leave a broken edit
-        write_atomically(storyboard, original)
+        write_text_atomic(storyboard, original)
         raise UserError(f"could not write `pick: {take}` on shot {shot_id}; the file was not changed",
                         location=at(storyboard, shot.line, shot.column), hint="add it by hand")
 

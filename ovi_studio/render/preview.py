@@ -29,11 +29,11 @@ from ovi_studio.doctor import ESPEAK_INSTALL
 from ovi_studio.media.images import fit_image
 from ovi_studio.render.engines import PhaseCallback, ShotJob, ShotOutput, StepCallback
 from ovi_studio.render.subtitles import caption_text, speech_windows
+from ovi_studio.media.rates import FPS
+from ovi_studio.media.rates import MODEL_AUDIO_RATE as SAMPLE_RATE
 
 PREVIEW_HEIGHT = 256
 PREVIEW_VERSION = 2  # 2: extensions start from the parent's plate
-SAMPLE_RATE = 16_000
-FPS = 24
 TONE_LEVEL = 0.2
 
 

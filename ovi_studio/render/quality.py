@@ -30,8 +30,8 @@ import numpy as np
 from ovi_studio.media import audio, ffmpeg, probe
 from ovi_studio.render.continuity import srgb_to_lab
 from ovi_studio.storyboard import QcThresholds
+from ovi_studio.media.rates import FPS
 
-FPS = 24
 CHECKS = ("durations", "av_sync", "loudness", "true_peak", "speech", "black", "frozen", "seam",
           "clipping")
 PASS, FAIL, SKIP = "pass", "fail", "skip"

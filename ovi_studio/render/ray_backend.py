@@ -78,7 +78,7 @@ class RenderWorker:
     def prepare(self, options) -> None:
         """Encode every prompt of the storyboard into the embedding cache."""
         session = self._session(options)
-        session.prepare_engine(session.takes_to_render())
+        session.prepare_engine(session.plan.to_render)
 
     def render(self, options, shot: str, take: int, cache_key: str):
         session = self._session(options)
@@ -137,7 +137,7 @@ class RayBackend:
             self._start_pool(ray, pool)
         from ray.exceptions import RayTaskError
         for session in sessions:
-            if session.takes_to_render():
+            if session.plan.to_render:
                 worker = next(n for n, p in self.pool_of.items() if p == _pool(session))
                 try:
                     ray.get(self.actors[worker].prepare.remote(remote_options(session)))

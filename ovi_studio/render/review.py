@@ -23,9 +23,9 @@ from ovi_studio.media import audio as audio_io
 from ovi_studio.render.artifacts import TakeLayout, atomic_target, read_json, write_text_atomic
 from ovi_studio.render.quality import FAIL, frames_at
 from ovi_studio.render.report import cut_cues
+from ovi_studio.media.rates import FPS
 
 PAGE, ASSETS = REVIEW_PAGE, REVIEW_ASSETS
-FPS = 24
 SHEET_FRAMES = 6  # thumbnails per contact sheet
 THUMB_WIDTH = 160
 POSTER_WIDTH = 480

@@ -9,9 +9,9 @@ preview engine, which uses no GPU, falls back to a flat second a take.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from ovi_studio.files import write_text_atomic
 
 FILE = "timings.json"
 KEEP = 8  # recent measurements per key
@@ -57,10 +57,6 @@ class TimingStore:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".timings.", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1)
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(data, indent=1))
         except OSError:
             pass

@@ -1,0 +1,72 @@
+"""The library: everything the command line does, as functions over typed options.
+
+    import ovi_studio
+    board = ovi_studio.load_storyboard("story.yaml")
+    problems = ovi_studio.check("story.yaml")
+    plan = ovi_studio.build_plan("story.yaml", ovi_studio.RenderOptions(engine="preview"))
+    outcome = ovi_studio.render("story.yaml", ovi_studio.RenderOptions(engine="preview"))
+
+docs/python-api.md documents each with examples (run as tests). The CLI (ovi_studio.cli) only
+turns flags into these options and prints the results.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from ovi_studio.diagnostics import Diagnostic
+from ovi_studio.lint.runner import LintOptions
+from ovi_studio.plan import Plan
+from ovi_studio.render.engines import ShotEngine
+from ovi_studio.render.inputs import RenderOptions, load_for_render
+from ovi_studio.render.progress import RenderProgress
+from ovi_studio.render.session import RenderOutcome, RenderSession
+from ovi_studio.storyboard import LoadedStoryboard
+from ovi_studio.storyboard import load_storyboard as _load
+
+Source = str | Path | LoadedStoryboard
+
+
+def _with_source(source: Source, options: RenderOptions | None) -> RenderOptions:
+    path = source.path if isinstance(source, LoadedStoryboard) else Path(source)
+    return dataclasses.replace(options or RenderOptions(), source=path)
+
+
+def load_storyboard(path: str | Path, options: RenderOptions | None = None) -> LoadedStoryboard:
+    """The storyboard with every shot resolved (prompts compiled, settings merged).
+    Without `options`: as written, its problems in `.diagnostics`. With `options`: as `render`
+    would render it (overrides and takes applied; a storyboard with errors raises UserError)."""
+    if options is None:
+        return _load(path)
+    return load_for_render(_with_source(path, options))[0]
+
+
+def check(path: str | Path, options: LintOptions | None = None) -> list[Diagnostic]:
+    """Lint a storyboard or an Ovi prompt CSV: every problem with its file, line and fix."""
+    from ovi_studio.lint.runner import lint_path
+    return lint_path(path, options or LintOptions())
+
+
+def build_plan(storyboard: Source, options: RenderOptions | None = None) -> Plan:
+    """What `render(storyboard, options)` would do, take by take, and why (plan.py). The lint
+    gate is not applied: `check` reports those problems."""
+    return RenderSession(_with_source(storyboard, options), RenderProgress(quiet=True)).plan_render(lint=False)
+
+
+def render(storyboard: Source, options: RenderOptions | None = None, *,
+           progress: RenderProgress | None = None,
+           engine_factory: Callable[[], ShotEngine] | None = None,
+           backend=None, on_plan: Callable[[Plan], bool] | None = None) -> RenderOutcome | None:
+    """Render every take the plan says to, then assemble the cut. `on_plan` sees the plan
+    (after the lint gate, before anything renders) and returns whether to go on; None is
+    returned when it stops the render (a dry run). `engine_factory` replaces the engine the
+    options choose (embedding ovi-studio in another renderer, tests); `backend` is where takes
+    render (None: this process; render.ray_backend.RayBackend: a Ray cluster)."""
+    session = RenderSession(_with_source(storyboard, options), progress or RenderProgress(quiet=True),
+                            engine_factory)
+    plan = session.prepare()
+    if on_plan is not None and not on_plan(plan):
+        return None
+    with session.progress:
+        return session.run(backend)

@@ -1,0 +1,133 @@
+"""One freshness decision: `plan`, `render --dry-run` and `render` agree on what renders and
+why, whatever happened to the output folder; a take is reused only while its files verify."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ovi_studio.cli import app
+
+runner = CliRunner()
+
+STORY = """\
+version: 1
+model: 720x720_5s
+engine: preview
+defaults: {seed: 7, aspect: "1:1"}
+shots:
+  - id: a
+    prompt: "A lamp glows. Audio: hum."
+  - id: b
+    extends: a
+    prompt: "The lamp flickers. Audio: buzz."
+  - id: c
+    prompt: "Rain on glass. Audio: rain."
+"""
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def planned(story, out, *extra) -> dict[str, str]:
+    """take -> action, from `plan --json`."""
+    result = invoke("plan", story, "-o", out, "--json", *extra)
+    assert result.exit_code == 0, result.output
+    return {f"{t['shot']}/take{t['take']}": t["action"] for t in json.loads(result.output)["takes"]}
+
+
+def dry_run(story, out, *extra) -> set[str]:
+    result = invoke("render", story, "-o", out, "--dry-run", *extra)
+    assert result.exit_code == 0, result.output
+    return {line.split()[0] for line in result.output.splitlines()
+            if line.startswith("  ") and "  render" in line}
+
+
+def rendered(story, out, *extra) -> set[str]:
+    result = invoke("render", story, "-o", out, "-q", *extra)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    return {f"{s['id']}/take{t['take']}" for s in report["shots"] for t in s["takes"]
+            if t["status"] == "rendered"}
+
+
+def agree(story, out, *extra) -> set[str]:
+    """What plan, dry-run and render each say renders; asserts they are one answer."""
+    plan = {take for take, action in planned(story, out, *extra).items() if action == "render"}
+    assert dry_run(story, out, *extra) == plan
+    assert rendered(story, out, *extra) == plan
+    return plan
+
+
+def corrupt(path: Path) -> None:
+    """Flip one byte in the middle: same size, new mtime."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.fixture(scope="module")
+def first_render(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fresh")
+    story = folder / "story.yaml"
+    story.write_text(STORY)
+    out = folder / "out"
+    assert agree(story, out) == {"a/take0", "b/take0", "c/take0"}
+    assert agree(story, out) == set()
+    return story, out
+
+
+@pytest.fixture
+def rendered_story(first_render):
+    """The storyboard as first written, every take up to date (whatever an earlier test did)."""
+    story, out = first_render
+    story.write_text(STORY)
+    rendered(story, out)
+    assert set(planned(story, out).values()) == {"up to date"}
+    return story, out
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("frames.mkv", corrupt), ("frames.mkv", Path.unlink), ("audio.wav", truncate),
+    ("last_frame.png", corrupt), ("plate.png", Path.unlink), ("meta.json", Path.unlink),
+    ("meta.json", truncate),
+])
+def test_plan_dry_run_and_render_agree_after_damage(rendered_story, name, damage):
+    story, out = rendered_story
+    damage(out / "shots" / "a" / "take0" / name)
+    plan = planned(story, out)
+    assert plan == {"a/take0": "render", "b/take0": "render", "c/take0": "up to date"}
+    assert agree(story, out) == {"a/take0", "b/take0"}
+    assert agree(story, out) == set()
+
+
+def test_a_changed_file_is_named_as_the_reason(rendered_story):
+    story, out = rendered_story
+    corrupt(out / "shots" / "c" / "take0" / "audio.wav")
+    take = json.loads(invoke("plan", story, "-o", out, "--json").output)["takes"][2]
+    assert take["reasons"] == ["file changed since render (audio.wav)"]
+    assert agree(story, out) == {"c/take0"}
+
+
+def test_a_parent_rendered_again_makes_its_extension_stale(rendered_story):
+    story, out = rendered_story
+    assert agree(story, out, "--force", "a") == {"a/take0", "b/take0"}
+    plan = json.loads(invoke("plan", story, "-o", out, "--json", "--force", "a").output)["takes"]
+    assert plan[0]["reasons"] == ["forced (--force)"]
+    assert plan[1]["reasons"] == ["upstream shot a renders"]
+
+
+def test_selection_and_settings_plan_as_they_render(rendered_story):
+    story, out = rendered_story
+    actions = planned(story, out, "--set", "steps=7", "--only", "b")
+    assert actions == {"a/take0": "render", "b/take0": "render", "c/take0": "not selected"}
+    assert agree(story, out, "--set", "steps=7", "--only", "b") == {"a/take0", "b/take0"}
