@@ -5,6 +5,7 @@
     problems = ovi_studio.check("story.yaml")
     plan = ovi_studio.build_plan("story.yaml", ovi_studio.RenderOptions(engine="preview"))
     outcome = ovi_studio.render("story.yaml", ovi_studio.RenderOptions(engine="preview"))
+    unused = ovi_studio.collect_garbage("story.yaml", dry_run=True)
 
 docs/python-api.md documents each with examples (run as tests). The CLI (ovi_studio.cli) only
 turns flags into these options and prints the results.
@@ -22,6 +23,7 @@ from ovi_studio.render.engines import ShotEngine
 from ovi_studio.render.inputs import RenderOptions, load_for_render
 from ovi_studio.render.progress import RenderProgress
 from ovi_studio.render.session import RenderOutcome, RenderSession
+from ovi_studio.store import STORE, StoredTake, unreferenced
 from ovi_studio.storyboard import LoadedStoryboard
 from ovi_studio.storyboard import load_storyboard as _load
 
@@ -52,6 +54,31 @@ def build_plan(storyboard: Source, options: RenderOptions | None = None) -> Plan
     """What `render(storyboard, options)` would do, take by take, and why (plan.py). The lint
     gate is not applied: `check` reports those problems."""
     return RenderSession(_with_source(storyboard, options), RenderProgress(quiet=True)).plan_render(lint=False)
+
+
+def collect_garbage(storyboard: Source, out_dir: str | Path | None = None,
+                    dry_run: bool = False) -> list[StoredTake]:
+    """The stored takes of the storyboard's output folder that no shot points at any more
+    (store.py: what an undo would re-link), removed unless `dry_run`. Waits for nothing: a
+    render holding the folder makes it a UserError."""
+    import shutil
+    from ovi_studio.errors import UserError, at
+    from ovi_studio.plan import default_out_dir
+    from ovi_studio.render.outdir import hold
+    if out_dir is None:
+        loaded = storyboard if isinstance(storyboard, LoadedStoryboard) else _load(storyboard)
+        if loaded.model is None:
+            raise UserError("the storyboard has errors, so its output folder is unknown",
+                            location=at(loaded.path), hint="pass -o OUT, or fix it (`ovi-studio check`)")
+        out_dir = default_out_dir(loaded)
+    out_dir = Path(out_dir)
+    if dry_run or not (out_dir / STORE).is_dir():
+        return unreferenced(out_dir)
+    with hold(out_dir, storyboard=getattr(storyboard, "path", storyboard), wait=False):
+        found = unreferenced(out_dir)
+        for take in found:
+            shutil.rmtree(take.path)
+    return found
 
 
 def render(storyboard: Source, options: RenderOptions | None = None, *,

@@ -9,7 +9,9 @@ stored inputs field by field says why: "prompt changed", "upstream shot a change
 is missing or changed since it was committed, when the take it extends renders or was rendered
 again since, or when `--force` names it. The engine that renders is one of the key's inputs: an
 animatic is never mistaken for a model take. `--only` narrows what renders (`wanted`) without
-changing what is stale.
+changing what is stale. Takes live once in the take store (store.py): a take whose link points
+elsewhere but whose key finds a complete stored take is "stored" and is re-linked, not
+rendered (an undone edit costs nothing).
 
 A shot whose first frame cannot be read is planned as "blocked" (with the reason and the fix),
 and so is every shot extending it; the rest of the plan is unaffected.
@@ -32,6 +34,7 @@ from ovi_studio.checkpoints import (EngineChoice, checkpoint_variant, choose_eng
 from ovi_studio.errors import UserError, at
 from ovi_studio.media.images import ImageLoadError, aspect_fitted_size, first_frame_file
 from ovi_studio.counting import CountProgress
+from ovi_studio.store import stored_dir, take_dir
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
 
 # Bump when the engine or post-processing changes what a given key renders to.
@@ -95,7 +98,7 @@ class PlannedTake:
     frames: int
     cache_key: str  # "" when blocked
     key_inputs: dict
-    status: str  # "fresh" | "stale" | "blocked"
+    status: str  # "fresh" | "stored" (complete in the take store, to be linked) | "stale" | "blocked"
     reasons: list[str]
     estimate_seconds: float
     out_dir: Path = field(repr=False, default=Path("."))
@@ -110,20 +113,27 @@ class PlannedTake:
 
     @property
     def action(self) -> str:
-        """What a render does with this take: render, up to date, not selected, blocked."""
+        """What a render does with this take: render, reuse (link the stored take), up to
+        date, not selected, blocked."""
         if self.status == "blocked":
             return "blocked"
         if not self.wanted:
             return "not selected"
-        return "render" if self.status == "stale" else "up to date"
+        return {"stale": "render", "stored": "reuse"}.get(self.status, "up to date")
 
     @property
     def parent_dir(self) -> Path | None:
-        return self.out_dir / "shots" / self.parent / f"take{self.parent_take}" if self.parent else None
+        return take_dir(self.out_dir, self.parent, self.parent_take) if self.parent else None
 
     @property
     def artifact_dir(self) -> Path:
-        return self.out_dir / "shots" / self.shot.id / f"take{self.take}"
+        """Where the shot's take is read (a link into the take store)."""
+        return take_dir(self.out_dir, self.shot.id, self.take)
+
+    @property
+    def stored_dir(self) -> Path:
+        """Where this take lives in the take store once rendered."""
+        return stored_dir(self.out_dir, self.cache_key)
 
     def to_json(self) -> dict:
         return {
@@ -347,19 +357,26 @@ def _freshness(take: PlannedTake, parent: PlannedTake | None,
     `parent_takes`: every take of the parent shot (another of them as the parent is a re-pick)."""
     if take.forced:
         return "stale", ["forced (--force)"]
+    status = "fresh"
     meta, reasons = take_state(take.artifact_dir, take.cache_key)
     if reasons:
-        if meta is not None and meta.get("cache_key") != take.cache_key:
+        linked = meta
+        if linked is not None and linked.get("cache_key") != take.cache_key:
             picked = {p.cache_key: p.take for p in parent_takes}
-            stored = meta.get("key_inputs")
+            stored = linked.get("key_inputs")
             reasons = explain_changes(stored if isinstance(stored, dict) else {}, take.key_inputs,
                                       picked) or reasons
-        return "stale", reasons
+        meta, missing = take_state(take.stored_dir, take.cache_key)
+        if missing:
+            return "stale", reasons
+        status = "stored"
     if parent is not None:
         problem = parent_problem(meta, parent)
         if problem:
             return "stale", [problem]
     take.frames_sha256 = meta["files"]["frames"]["sha256"]
+    if status == "stored":
+        return "stored", reasons + ["a stored take matches: re-linked, no render"]
     return "fresh", []
 
 
@@ -397,7 +414,7 @@ def parent_problem(meta: dict, parent: PlannedTake) -> str | None:
     from renders now, is out of date, or was rendered again since (its seed frame may differ)."""
     if parent.renders:
         return f"upstream shot {parent.shot.id} renders"
-    if parent.status != "fresh":
+    if parent.status not in ("fresh", "stored"):
         return f"upstream shot {parent.shot.id} is out of date"
     if not seeded_from(meta, parent.frames_sha256):
         return f"upstream shot {parent.shot.id} was rendered again since"

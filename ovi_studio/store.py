@@ -17,13 +17,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-STORE = ".takes"
+from ovi_studio.output_names import SHOTS
+from ovi_studio.output_names import TAKES as STORE
 
 
 def take_dir(out_dir: str | Path, shot_id: str, take: int) -> Path:
     """Where a shot's take is read: the link into the store (or an older output folder's own
     take folder)."""
-    return Path(out_dir) / "shots" / shot_id / f"take{take}"
+    return Path(out_dir) / SHOTS / shot_id / f"take{take}"
 
 
 def stored_dir(out_dir: str | Path, cache_key: str) -> Path:
@@ -46,7 +47,7 @@ def stored_takes(out_dir: str | Path) -> list[Path]:
 
 def linked_takes(out_dir: str | Path) -> set[Path]:
     """The store folders some shot's take points at now."""
-    shots = Path(out_dir) / "shots"
+    shots = Path(out_dir) / SHOTS
     if not shots.is_dir():
         return set()
     return {Path(os.path.realpath(link)) for shot in shots.iterdir() if shot.is_dir()

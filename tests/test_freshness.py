@@ -1,8 +1,12 @@
 """One freshness decision: `plan`, `render --dry-run` and `render` agree on what renders and
-why, whatever happened to the output folder; a take is reused only while its files verify."""
+why, whatever happened to the output folder; a take is reused only while its files verify; an
+undone edit re-links a stored take instead of rendering; `cache gc` removes only what no shot
+points at."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,3 +135,59 @@ def test_selection_and_settings_plan_as_they_render(rendered_story):
     actions = planned(story, out, "--set", "steps=7", "--only", "b")
     assert actions == {"a/take0": "render", "b/take0": "render", "c/take0": "not selected"}
     assert agree(story, out, "--set", "steps=7", "--only", "b") == {"a/take0", "b/take0"}
+
+
+def test_undoing_an_edit_relinks_the_stored_take_without_rendering(rendered_story):
+    story, out = rendered_story
+    link = out / "shots" / "c" / "take0"
+    first = os.readlink(link)
+    assert first.startswith("../../.takes/")
+    story.write_text(STORY.replace("Rain on glass", "Snow on glass"))
+    assert agree(story, out) == {"c/take0"}
+    assert os.readlink(link) != first
+    story.write_text(STORY)
+    take = json.loads(invoke("plan", story, "-o", out, "--json").output)["takes"][2]
+    assert take["action"] == "reuse"
+    assert take["reasons"] == ["prompt changed", "a stored take matches: re-linked, no render"]
+    assert dry_run(story, out) == set()
+    assert rendered(story, out) == set()  # nothing rendered
+    assert os.readlink(link) == first
+    assert set(planned(story, out).values()) == {"up to date"}
+
+
+def test_cache_gc_removes_only_takes_no_shot_points_at(rendered_story):
+    story, out = rendered_story
+    story.write_text(STORY.replace("Rain on glass", "Hail on glass"))
+    rendered(story, out)
+    hail = (out / "shots" / "c" / "take0").resolve()
+    story.write_text(STORY)
+    rendered(story, out)  # back to the rain take: the hail take is stored, unreferenced
+    listing = invoke("cache", "gc", story, "-o", out, "--dry-run")
+    assert listing.exit_code == 0 and f"would remove {hail}" in listing.output
+    assert "nothing removed" in listing.output and hail.is_dir()
+    removed = invoke("cache", "gc", story, "-o", out)
+    assert removed.exit_code == 0 and f"removed {hail}" in removed.output
+    assert not hail.exists()
+    assert set(planned(story, out).values()) == {"up to date"}
+    assert "0 unreferenced" in invoke("cache", "gc", story, "-o", out).output
+
+
+def test_a_take_folder_from_before_the_store_is_read_then_moved_into_it(tmp_path):
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY)
+    out = tmp_path / "out"
+    rendered(story, out)
+    for shot in ("a", "b", "c"):  # the layout older renders left: real folders, no store
+        link = out / "shots" / shot / "take0"
+        stored = link.resolve()
+        link.unlink()
+        shutil.move(stored, link)
+    shutil.rmtree(out / ".takes")
+    assert set(planned(story, out).values()) == {"up to date"}
+    story.write_text(STORY.replace("Rain on glass", "Snow on glass"))
+    assert agree(story, out) == {"c/take0"}
+    link = out / "shots" / "c" / "take0"
+    assert link.is_symlink() and (out / "shots" / "a" / "take0").is_dir()
+    story.write_text(STORY)  # the old folder was kept, in the store, under its own key
+    assert planned(story, out)["c/take0"] == "reuse"
+    assert rendered(story, out) == set()

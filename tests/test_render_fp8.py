@@ -63,7 +63,7 @@ def test_a_preset_with_fp8_keys_the_takes_and_leaving_it_re_renders(tmp_path, ti
     assert all(step.key_inputs["fp8"] is True for step in plan.steps)
     assert meta(tmp_path, "a")["engine_info"]["memory"]["fp8"] == "scaled"
     plan, outcome = render(tmp_path, tiny_ckpt_short)  # no preset: bf16 again, so stale
-    assert [step.reasons for step in plan.steps] == [["fp8 setting changed"]] * 2
+    assert [step.reasons for step in plan.steps] == [["fp8 setting changed", "tiled VAE setting changed"]] * 2
     assert {r.status for r in outcome.records} == {"rendered"}
     assert meta(tmp_path, "a")["engine_info"]["memory"]["fp8"] is False
 

@@ -1,4 +1,5 @@
-"""`ovi-studio cache info|clear`: the on-disk cache (text embeddings, fp8 conversions)."""
+"""`ovi-studio cache info|clear|gc`: the on-disk cache (text embeddings, fp8 conversions) and
+an output folder's take store."""
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,8 @@ import typer
 
 from ovi_studio.cli.app import app, guarded
 
-cache_app = typer.Typer(help="Inspect or empty the cache (text embeddings, fp8 conversions).",
+cache_app = typer.Typer(help="Inspect or empty the cache (text embeddings, fp8 conversions), or "
+                        "remove an output folder's unused takes.",
                         no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
@@ -64,3 +66,22 @@ def clear(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
             freed = _size(folder)
             shutil.rmtree(folder)
             typer.echo(f"removed {name}/ ({_human(freed)})")
+
+
+@cache_app.command("gc")
+@guarded
+def gc(
+    storyboard: Path = typer.Argument(..., help="the storyboard whose output folder to clean"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: the storyboard's output.dir, else out/<name>)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed, remove nothing"),
+) -> None:
+    """Remove the stored takes no shot points at any more (the takes an undone edit would
+    reuse). Refuses while a render holds the output folder."""
+    from ovi_studio.api import collect_garbage
+    found = collect_garbage(storyboard, out, dry_run)
+    for take in found:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {take.path} "
+                   f"({take.shot or 'unknown shot'}, {_human(take.bytes)})")
+    total = _human(sum(t.bytes for t in found))
+    typer.echo(f"{len(found)} unreferenced take(s), {total}"
+               + ("; nothing removed (--dry-run)" if dry_run else " freed"))

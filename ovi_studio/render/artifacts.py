@@ -1,10 +1,11 @@
 """The per-take artifact folder and its meta.json commit marker, written atomically.
 
-Layout (docs/render.md): `<out>/shots/<shot_id>/take<k>/` holds clip.mp4, frames.mkv (lossless
-FFV1 RGB), audio.wav (float32 16 kHz as decoded), last_frame.png, latents.safetensors (model
-engines only) and meta.json. Every file is written under a temporary name in the same folder and
-renamed into place, so a killed render never leaves a half file under a final name (the
-temporary names live in the run's own folder, outdir.py). meta.json is
+Layout (docs/render.md): a take's folder, `<out>/.takes/<kk>/<key>/` in the take store
+(ovi_studio/store.py) that `<out>/shots/<shot_id>/take<k>` links to, holds clip.mp4,
+frames.mkv (lossless FFV1 RGB), audio.wav (float32 16 kHz as decoded), last_frame.png,
+latents.safetensors (model engines only) and meta.json. Every file is written under a
+temporary name and renamed into place, so a killed render never leaves a half file under a
+final name (the temporary names live in the run's own folder, outdir.py). meta.json is
 written last and records each artifact's size and SHA-256: a take is done exactly when its
 meta.json exists, carries the planned cache key, and every recorded file still matches.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from pathlib import Path
 from engine.fingerprint import stat_cache
 from ovi_studio import files
 from ovi_studio.plan import changed_files
+from ovi_studio.store import link_text, stored_dir, take_dir
 from ovi_studio.render.outdir import folder_for_write, held_folder_of
 
 META = "meta.json"
@@ -58,10 +62,6 @@ class TakeLayout:
     @property
     def meta(self) -> Path:
         return self.dir / META
-
-
-def take_dir(out_dir: str | Path, shot_id: str, take: int) -> Path:
-    return Path(out_dir) / "shots" / shot_id / f"take{take}"
 
 
 def atomic_target(path: str | Path):
@@ -199,3 +199,35 @@ def write_latents(path: Path, latents: dict) -> None:
         else:
             from safetensors.numpy import save_file
             save_file({k: v for k, v in latents.items()}, str(tmp))
+
+
+def link_take(out_dir: Path, shot_id: str, take: int, cache_key: str) -> None:
+    """Point the shot's take at the stored take for `cache_key` (store.py), atomically: the
+    new link is made beside the old one and renamed over it. A take folder of an output folder
+    written before the store is first moved into the store under its own key."""
+    link = take_dir(out_dir, shot_id, take)
+    folder = held_folder_of(link)
+    if folder is not None:
+        folder.check_target(link, is_link=True)
+    if link.is_dir() and not link.is_symlink():
+        _adopt(out_dir, link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}{files.TMP_MARK}{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(link_text(out_dir, shot_id, take, cache_key), tmp, target_is_directory=True)
+    os.replace(tmp, link)
+
+
+def _adopt(out_dir: Path, folder: Path) -> None:
+    """Move an older output folder's take folder into the store under the key its meta.json
+    names; one without a readable key is set aside like any broken state."""
+    meta = read_json(folder / META) or {}
+    key = meta.get("cache_key")
+    home = stored_dir(out_dir, key) if isinstance(key, str) and key.isalnum() else None
+    if home is not None and not home.exists():
+        home.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, home)
+        return
+    held = held_folder_of(folder)
+    if held is None or held.set_aside(folder, "is a take folder the store replaces") is None:
+        shutil.rmtree(folder)

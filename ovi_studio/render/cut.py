@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovi_studio.output_names import CUT_PIECES, STATE
-from ovi_studio.render.artifacts import META, TakeLayout, read_meta, take_dir, work_folder
+from ovi_studio.render.artifacts import META, TakeLayout, read_meta, work_folder
 from ovi_studio.render.assembly import (AssemblyResult, AssemblySettings, Segment, assemble,
                                         reuse_summary)
 from ovi_studio.render.captions import dialogue_of
+from ovi_studio.store import take_dir
 from ovi_studio.render.report import previous_report
 
 ASSEMBLY_VERSION = 3  # 2: report.json lists the cut's segments; 3: mp4 tags

@@ -83,10 +83,10 @@ class OutputFolder:
     def contains(self, path: Path) -> bool:
         return _inside(_absolute(path), self.root)
 
-    def check_target(self, path: Path) -> None:
+    def check_target(self, path: Path, is_link: bool = False) -> None:
         """Refuse a write to `path` unless it lands inside the output folder: lexically inside,
         and no existing folder on the way a symlink out of it. A symlink at `path` itself is
-        announced: the write replaces the link."""
+        announced (the write replaces the link), unless `is_link`: the write is a link."""
         target = _absolute(path)
         if not _inside(target, self.root):
             raise UnsafeWrite(f"refusing to write {target}: it is outside the output folder "
@@ -100,7 +100,7 @@ class OutputFolder:
                                   f"{os.readlink(folder)}: it leads out of the output folder",
                                   location=at(folder), hint="remove the link (or point --out at "
                                   "the folder it leads to)")
-        if target.is_symlink():
+        if target.is_symlink() and not is_link:
             self.log(f"{target} was a symlink (-> {os.readlink(target)}); replacing the link "
                      "with the file, never writing through it")
 

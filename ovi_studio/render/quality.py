@@ -363,7 +363,8 @@ def checks_of_take(take_dir: Path, shot, out_dir: Path, th: QcThresholds) -> lis
 
 def _seam_pair(layout, meta: dict, out_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(the parent's seed frame, this take's first kept frame) for an extension."""
-    from ovi_studio.render.artifacts import TakeLayout, take_dir
+    from ovi_studio.render.artifacts import TakeLayout
+    from ovi_studio.store import take_dir
     parent = meta.get("parent")
     if not parent:
         return None

@@ -25,7 +25,7 @@ from ovi_studio.output_names import SIDECAR_SUFFIXES
 from ovi_studio.media.images import ImageLoadError
 from ovi_studio.render import picking, quality
 from ovi_studio.plan import build_plan, check_selection, seeded_from, take_state
-from ovi_studio.render.artifacts import META, TakeLayout, committed_meta, read_meta
+from ovi_studio.render.artifacts import META, TakeLayout, committed_meta, link_take, read_meta
 from ovi_studio.render.assembly import sidecar
 from ovi_studio.render.cut import Cut, assemble_cut
 from ovi_studio.render.engines import OutOfMemory, ShotEngine, engine_factory
@@ -273,7 +273,7 @@ class RenderSession:
     def _assemble_existing(self) -> RenderOutcome:
         started = time.time()
         for step in self.plan.steps:
-            meta = self._committed(step) if step.status == "fresh" else None
+            meta = self._committed(step) if step.status in ("fresh", "stored") else None
             if meta is None:
                 reason = step.reasons[0] if step.reasons else "not up to date"
                 self.records.append(self._record(step, "stale", f"{reason}; run `ovi-studio render`"))
@@ -284,7 +284,7 @@ class RenderSession:
     def _kept_record(self, step) -> TakeRecord:
         """A take --only leaves alone: cached when current; outdated (still used in the cut,
         with a warning) when an earlier render of it is complete; else it has no take."""
-        meta = self._committed(step) if step.status == "fresh" else None
+        meta = self._committed(step, relink=False) if step.status == "fresh" else None
         if meta is not None:
             return self._cached_record(step, meta)
         layout = TakeLayout(step.artifact_dir)
@@ -360,13 +360,22 @@ class RenderSession:
         return TakeRecord(step.shot.id, step.take, step.seed, step.mode, step.artifact_dir,
                           step.cache_key, status, reason, draft=step.shot.settings.draft)
 
-    def _committed(self, step) -> dict | None:
-        """The take's meta.json when its files on disk are, now, a complete render of the
-        planned take (plan.take_state; the parent's frames as they are now, since the parent
-        may have rendered in this run): the check before rendering a take the plan scheduled,
-        which a retried or duplicated task may have committed already."""
-        meta = read_meta(TakeLayout(step.artifact_dir).meta)  # a broken meta.json is set aside
-        if meta is None or take_state(step.artifact_dir, step.cache_key, meta)[1]:
+    def _committed(self, step, relink: bool = True) -> dict | None:
+        """The take's meta.json when the shot's take is, now, a complete render of the planned
+        take (plan.take_state; the parent's frames as they are now, since the parent may have
+        rendered in this run); with `relink`, also when the take store holds one, which is
+        then linked. The check before rendering a take the plan scheduled, which a retried or
+        duplicated task, or another shot with the same key, may have committed already."""
+        meta = self._complete(step, step.artifact_dir)
+        if meta is None and relink:
+            meta = self._complete(step, step.stored_dir)
+            if meta is not None:
+                link_take(self.out_dir, step.shot.id, step.take, step.cache_key)
+        return meta
+
+    def _complete(self, step, folder: Path) -> dict | None:
+        meta = read_meta(TakeLayout(folder).meta)  # a broken meta.json is set aside
+        if meta is None or take_state(folder, step.cache_key, meta)[1]:
             return None
         if step.parent is not None:
             parent = read_meta(TakeLayout(step.parent_dir).meta) or {}
@@ -434,7 +443,7 @@ class RenderSession:
             raise
         except Exception as exc:  # a failing shot must not stop independent ones
             record.reason = f"{type(exc).__name__}: {exc}"
-            record_error(step.artifact_dir, traceback.format_exc())
+            record_error(step.stored_dir, traceback.format_exc())
         record.seconds = time.perf_counter() - started
         return record
 

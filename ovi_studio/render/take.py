@@ -1,6 +1,7 @@
 """Rendering one take: the engine job a planned take stands for, its first frame (an image, or
 the parent's seed frame for an extension), colour matching along a chain, and the take's files
-with meta.json written last (the commit marker, render/artifacts.py)."""
+with meta.json written last (the commit marker, render/artifacts.py) into the take store, then
+the shot's take linked to it (store.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,9 +24,10 @@ from ovi_studio.media.rates import MODEL_AUDIO_RATE
 from ovi_studio.plan import parent_take
 from ovi_studio.render import continuity
 from ovi_studio.render.artifacts import (ERROR, TakeLayout, atomic_target, begin_take, file_record,
-                                         read_meta, take_dir, write_json_atomic, write_latents)
+                                         link_take, read_meta, write_json_atomic, write_latents)
 from ovi_studio.render.captions import dialogue_of, display_text
 from ovi_studio.render.engines import OutOfMemory, ShotEngine, ShotJob, ShotOutput, memory_saving
+from ovi_studio.store import take_dir
 
 
 def shot_job(step, loaded) -> ShotJob:
@@ -50,10 +52,11 @@ class TakeContext:
 
 def render_take(ctx: TakeContext, step, engine: ShotEngine, on_step: Callable[[int, int], None],
                 on_phase: Callable[[str, str], None], log: Callable[[str], None]) -> dict:
-    """Render planned take `step` with `engine` and commit its files; returns its meta.json.
-    `on_phase(label, phase)` names each phase as it starts."""
+    """Render planned take `step` with `engine`, commit its files to the take store and link
+    the shot's take to them; returns its meta.json. `on_phase(label, phase)` names each phase
+    as it starts."""
     shot = step.shot
-    layout = TakeLayout(step.artifact_dir)
+    layout = TakeLayout(step.stored_dir)
     begin_take(layout)
     first, provenance = first_frame(ctx, step)
     job = shot_job(step, ctx.loaded)
@@ -70,7 +73,9 @@ def render_take(ctx: TakeContext, step, engine: ShotEngine, on_step: Callable[[i
         phase("color_match")
     color = color_match(ctx, step, output, engine)
     phase("write")
-    return write_take(ctx, step, layout, job, output, engine, first, provenance, color)
+    meta = write_take(ctx, step, layout, job, output, engine, first, provenance, color)
+    link_take(ctx.out_dir, shot.id, step.take, step.cache_key)
+    return meta
 
 
 def first_frame(ctx: TakeContext, step) -> tuple[Image.Image | None, dict | None]:
