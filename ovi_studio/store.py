@@ -8,7 +8,9 @@ meta.json is never taken for a complete take. Editing a shot renders a take unde
 and moves the link; undoing the edit finds the old key's take still stored and moves the link
 back, rendering nothing. Takes no link points at any more stay until `cache gc` removes them.
 An output folder written before the store (a take folder in place of the link) still reads as
-it is; rendering over it moves that folder into the store under its own key.
+it is; rendering over it moves that folder into the store under its own key. On a file system
+without symbolic links the take in use is a folder in the shot's place, moved back into the
+store when another take replaces it (render/artifacts.py link_take).
 """
 from __future__ import annotations
 

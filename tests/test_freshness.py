@@ -191,3 +191,29 @@ def test_a_take_folder_from_before_the_store_is_read_then_moved_into_it(tmp_path
     story.write_text(STORY)  # the old folder was kept, in the store, under its own key
     assert planned(story, out)["c/take0"] == "reuse"
     assert rendered(story, out) == set()
+
+
+def test_without_symbolic_links_the_take_in_use_is_a_folder_and_undo_still_reuses(tmp_path, monkeypatch):
+    import ovi_studio
+    from ovi_studio.render.progress import RenderProgress
+
+    def no_links(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "symlink", no_links)
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY)
+    options = ovi_studio.RenderOptions(out_dir=tmp_path / "out")
+
+    def render_it():
+        outcome = ovi_studio.render(story, options, progress=RenderProgress(quiet=True))
+        assert outcome.exit_code == 0
+        return {r.shot: r.status for r in outcome.records}
+    assert render_it() == {"a": "rendered", "b": "rendered", "c": "rendered"}
+    take = tmp_path / "out" / "shots" / "c" / "take0"
+    assert take.is_dir() and not take.is_symlink() and (take / "meta.json").is_file()
+    story.write_text(STORY.replace("Rain on glass", "Snow on glass"))
+    assert render_it()["c"] == "rendered"
+    story.write_text(STORY)
+    assert [t.action for t in ovi_studio.build_plan(story, options).steps] == ["up to date", "up to date", "reuse"]
+    assert render_it() == {"a": "cached", "b": "cached", "c": "cached"}
+    assert json.loads((take / "meta.json").read_text())["prompt"].startswith("Rain on glass")

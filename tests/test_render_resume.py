@@ -85,16 +85,17 @@ def _finish(story: Path, out: Path) -> subprocess.CompletedProcess:
 def test_sigkill_mid_shot_then_resume(tmp_path):
     out = tmp_path / "out"
     proc, story = _start(tmp_path, out)
-    done_before = _snapshot(out / "shots" / "one")
-    assert (out / "shots" / "two" / "take0").is_dir()
-    assert not (out / "shots" / "two" / "take0" / "meta.json").exists()
+    done_before = _snapshot((out / "shots" / "one" / "take0").resolve())
+    assert not (out / "shots" / "two" / "take0").exists()  # linked only once complete
+    in_progress = [p for p in (out / ".takes").glob("*/*") if not (p / "meta.json").exists()]
+    assert len(in_progress) == 1  # two's take, in the store, without its commit marker
     assert [p.name.split("-", 1)[1] for p in _temporary_files(out)] == ["frames.mkv"]  # the run's own folder
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
     result = _finish(story, out)
     assert result.returncode == 0, result.stderr
-    after = _snapshot(out / "shots" / "one")
+    after = _snapshot((out / "shots" / "one" / "take0").resolve())
     assert {name: after.get(name) for name in done_before} == done_before  # same bytes
     report = json.loads((out / "report.json").read_text())
     assert [t["status"] for s in report["shots"] for t in s["takes"]] == ["cached", "rendered", "rendered"]

@@ -203,8 +203,9 @@ def write_latents(path: Path, latents: dict) -> None:
 
 def link_take(out_dir: Path, shot_id: str, take: int, cache_key: str) -> None:
     """Point the shot's take at the stored take for `cache_key` (store.py), atomically: the
-    new link is made beside the old one and renamed over it. A take folder of an output folder
-    written before the store is first moved into the store under its own key."""
+    new link is made beside the old one and renamed over it. A take folder standing where the
+    link goes (an output folder written before the store, or a file system without links) is
+    first moved into the store under its own key."""
     link = take_dir(out_dir, shot_id, take)
     folder = held_folder_of(link)
     if folder is not None:
@@ -214,7 +215,16 @@ def link_take(out_dir: Path, shot_id: str, take: int, cache_key: str) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(f".{link.name}{files.TMP_MARK}{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    os.symlink(link_text(out_dir, shot_id, take, cache_key), tmp, target_is_directory=True)
+    try:
+        os.symlink(link_text(out_dir, shot_id, take, cache_key), tmp, target_is_directory=True)
+    except OSError:
+        # A file system without symbolic links: the take folder itself moves to the shot, and
+        # back into the store (under its key) when another take replaces it, so an undo still
+        # re-links instead of rendering.
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        os.replace(stored_dir(out_dir, cache_key), link)
+        return
     os.replace(tmp, link)
 
 
