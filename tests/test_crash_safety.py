@@ -8,11 +8,11 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from blocking_cli import start_blocked
 
 STORY = """\
 version: 1
@@ -30,26 +30,6 @@ shots:
     scene: A park bench.
     audio: birds
 """
-
-# The CLI with the final encode wrapped: it announces itself and blocks, so a kill lands in the
-# middle of the assembly (sidecars written, the cut not yet).
-BLOCK_IN_ASSEMBLY = textwrap.dedent("""\
-    import sys, time
-    from pathlib import Path
-    from ovi_studio.media import ffmpeg
-    marker = Path(sys.argv[1])
-    original = ffmpeg.run
-    def blocking(*args, **kwargs):
-        if "-final.mp4" in repr(args):  # the cut's mux (the run's temporary final.mp4)
-            marker.write_text("assembling")
-            time.sleep(600)
-        return original(*args, **kwargs)
-    ffmpeg.run = blocking
-    from ovi_studio.cli import app
-    sys.argv = ["ovi-studio", *sys.argv[2:]]
-    app()
-""")
-
 
 def _render_args(story: Path, out: Path) -> list[str]:
     return ["render", str(story), "-o", str(out), "--engine", "preview", "-q"]
@@ -83,17 +63,11 @@ def _assert_resumed_cleanly(story: Path, out: Path, before: dict[str, bytes]) ->
 
 
 def test_kill_mid_assembly_then_resume(tmp_path):
-    story, out, marker = tmp_path / "story.yaml", tmp_path / "out", tmp_path / "blocked"
+    story, out = tmp_path / "story.yaml", tmp_path / "out"
     story.write_text(STORY)
-    runner = tmp_path / "runner.py"
-    runner.write_text(BLOCK_IN_ASSEMBLY)
-    proc = subprocess.Popen([sys.executable, str(runner), str(marker), *_render_args(story, out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "the render never reached the assembly"
-        time.sleep(0.05)
+    # blocks in the cut's mux (the run's temporary final.mp4): sidecars written, the cut not yet
+    proc = start_blocked(tmp_path, "ovi_studio.media.ffmpeg", "run", '"-final.mp4" in repr(args)',
+                         _render_args(story, out))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert any((out / ".ovi-studio" / "tmp").iterdir())  # the killed run's work folder

@@ -5,10 +5,9 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
+from blocking_cli import start_blocked
 from ovi_studio.media import probe
 
 STORY = """\
@@ -27,43 +26,14 @@ shots:
     audio: birds
 """
 
-# Runs the CLI with the lossless-frame writer wrapped: on the second take it writes the file
-# under its temporary name and then blocks, so the kill lands in the middle of a shot with a
-# half-committed take folder.
-RUNNER = textwrap.dedent("""\
-    import sys, time
-    from pathlib import Path
-    from ovi_studio.media import video
-    marker = Path(sys.argv[1])
-    original = video.write_lossless
-    calls = []
-    def blocking(path, frames, fps=24):
-        calls.append(path)
-        original(path, frames, fps)
-        if len(calls) == 2:
-            marker.write_text(str(path))
-            time.sleep(600)
-    video.write_lossless = blocking
-    from ovi_studio.cli import app
-    sys.argv = ["ovi-studio", *sys.argv[2:]]
-    app()
-""")
-
-
 def _start(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    """The render blocked in the middle of its second take: the take's frames written under a
+    temporary name, its meta.json not yet."""
     story = tmp_path / "story.yaml"
     story.write_text(STORY)
-    runner = tmp_path / "runner.py"
-    runner.write_text(RUNNER)
-    marker = tmp_path / "blocked"
-    marker.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, str(runner), str(marker), "render", str(story), "-o", str(out),
-                             "--engine", "preview", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "the render never reached the second take"
-        time.sleep(0.05)
+    proc = start_blocked(tmp_path, "ovi_studio.media.video", "write_lossless", "calls == 2",
+                         ["render", str(story), "-o", str(out), "--engine", "preview", "-q"],
+                         call_first=True, timeout=120)
     return proc, story
 
 
