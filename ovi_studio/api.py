@@ -19,6 +19,7 @@ from pathlib import Path
 from ovi_studio.diagnostics import Diagnostic
 from ovi_studio.lint.runner import LintOptions
 from ovi_studio.plan import Plan
+from ovi_studio.render.batch import BatchRow
 from ovi_studio.render.engines import ShotEngine
 from ovi_studio.render.inputs import RenderOptions, load_for_render
 from ovi_studio.render.progress import RenderProgress
@@ -79,6 +80,38 @@ def collect_garbage(storyboard: Source, out_dir: str | Path | None = None,
         for take in found:
             shutil.rmtree(take.path)
     return found
+
+
+def pick(storyboard: str | Path, shot: str, take: int, out_dir: str | Path | None = None, *,
+         progress: RenderProgress | None = None) -> RenderOutcome:
+    """Choose the take of `shot` that goes in the cut: writes `pick: TAKE` on the shot in the
+    storyboard (comments and layout kept) and re-assembles the cut from the takes already
+    rendered, never making an engine. Shots that extend `shot` start from the picked take, so
+    they become stale (their records say so)."""
+    from ovi_studio.errors import UserError
+    from ovi_studio.render.picking import record_pick
+
+    def no_engine():
+        raise UserError("pick never renders; a take it needs is not rendered",
+                        hint="run `ovi-studio render` for the shots the plan lists as stale")
+    path = Path(storyboard)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist", hint="pass the storyboard you rendered")
+    record_pick(path, shot, take)
+    session = RenderSession(RenderOptions(source=path, out_dir=Path(out_dir) if out_dir else None),
+                            progress or RenderProgress(quiet=True), no_engine)
+    session.prepare()
+    with session.progress:
+        return session.assemble_existing()
+
+
+def batch(paths: list[str | Path], options: RenderOptions | None = None, *,
+          progress: RenderProgress | None = None, backend=None) -> list[BatchRow]:
+    """Render many storyboards (files, or folders of them) as one job, each into its own
+    output folder as `render` would, with the same `options` (their `source` is each file)."""
+    from ovi_studio.render.batch import render_batch
+    return render_batch([Path(p) for p in paths], lambda path: _with_source(path, options),
+                        progress or RenderProgress(quiet=True), backend)
 
 
 def render(storyboard: Source, options: RenderOptions | None = None, *,

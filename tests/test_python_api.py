@@ -18,5 +18,5 @@ def test_the_python_api_examples_run(tmp_path, monkeypatch):
 
 def test_the_api_is_what_the_package_exports():
     import ovi_studio
-    for name in ("load_storyboard", "check", "build_plan", "render", "collect_garbage", "RenderOptions"):
+    for name in ("load_storyboard", "check", "build_plan", "render", "pick", "batch", "collect_garbage", "RenderOptions"):
         assert callable(getattr(ovi_studio, name)), name

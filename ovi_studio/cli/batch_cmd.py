@@ -30,17 +30,16 @@ def batch_command(
     """Render every storyboard (each into its own output folder, as `render` would) as one job;
     exit status 1 when any shot failed. A storyboard with lint errors is not rendered (the
     others are), as `render` refuses it."""
-    from ovi_studio.render.batch import render_batch
+    from ovi_studio.api import RenderOptions, batch
     from ovi_studio.cli.options import parse_overrides
-    from ovi_studio.render.inputs import RenderOptions
     from ovi_studio.render.progress import make_progress
 
     overrides = parse_overrides(set_)
     progress = make_progress(quiet)
     with progress:
-        rows = render_batch(paths, lambda path: RenderOptions(
-            source=path, engine=engine, device=device, ckpt_dir=ckpt_dir, overrides=overrides, lint=not no_lint),
-            progress, make_backend(backend, address, workers))
+        rows = batch(paths, RenderOptions(engine=engine, device=device, ckpt_dir=ckpt_dir,
+                                          overrides=overrides, lint=not no_lint),
+                     progress=progress, backend=make_backend(backend, address, workers))
     table = Table(title="batch")
     for column in ("storyboard", "rendered", "fresh", "failed", "GPU s", "cut"):
         table.add_column(column, justify="right" if column in ("rendered", "fresh", "failed", "GPU s") else "left")

@@ -38,11 +38,6 @@ def export(
     typer.echo(f"wrote {write(out_dir, fmt, output, name)}")
 
 
-def _no_engine():
-    raise UserError("pick never renders; a take it needs is not rendered",
-                    hint="run `ovi-studio render` for the shots the plan lists as stale")
-
-
 @app.command()
 @guarded
 def pick(
@@ -57,22 +52,14 @@ def pick(
     loaded; only the pieces of the cut that hold SHOT's frames are encoded again, and the log
     says which). Shots that extend SHOT start from the picked take, so they become stale; the
     plan and this command say so."""
+    from ovi_studio.api import pick as pick_take
     from ovi_studio.cli.render_cmd import summarize
-    from ovi_studio.render.inputs import RenderOptions
-    from ovi_studio.render.picking import record_pick
     from ovi_studio.render.progress import make_progress
-    from ovi_studio.render.session import RenderSession
-    if not storyboard.is_file():
-        raise UserError(f"{storyboard} does not exist", hint="pass the storyboard you rendered")
-    record_pick(storyboard, shot, take)
-    typer.echo(f"{storyboard}: shot {shot} now uses take {take}")
     progress = make_progress(quiet)
-    session = RenderSession(RenderOptions(source=storyboard, out_dir=out), progress, _no_engine)
-    session.prepare()
-    with progress:
-        outcome = session.assemble_existing()
+    outcome = pick_take(storyboard, shot, take, out, progress=progress)
+    typer.echo(f"{storyboard}: shot {shot} now uses take {take}")
     for record in outcome.records:
-        if record.status == "stale" and record.take == session.choices[record.shot].take:
+        if record.status == "stale" and record.take == outcome.chosen.get(record.shot):
             typer.echo(f"stale: {record.shot}/take{record.take}: {record.reason}", err=True)
-    summarize(outcome, session.out_dir, quiet)
+    summarize(outcome, outcome.out_dir, quiet)
     raise typer.Exit(1 if outcome.final.get("status") not in ("done", "cached") else outcome.exit_code)

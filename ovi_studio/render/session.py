@@ -46,6 +46,7 @@ class RenderOutcome:
     interrupted: bool = False
     quality_failures: list[str] = dataclasses.field(default_factory=list)  # --fail-on checks that failed
     out_dir: Path | None = None  # the output folder the paths of `final` are relative to
+    chosen: dict[str, int] = dataclasses.field(default_factory=dict)  # shot -> the take in the cut
 
     @property
     def failed_shots(self) -> list[str]:
@@ -320,7 +321,8 @@ class RenderSession:
         fail_on = self.options.fail_on
         failures = self.quality_failures(fail_on) + [
             f"final: {c['check']}" for c in final.get("qc", []) if c["status"] == quality.FAIL and c["check"] in fail_on]
-        return RenderOutcome(self.records, final, path, interrupted, failures, self.out_dir)
+        return RenderOutcome(self.records, final, path, interrupted, failures, self.out_dir,
+                             self.chosen_takes())
 
     def _record_blocked(self, step) -> None:
         """A take the plan could not size: its shot's first frame is unreadable (failed), or it
