@@ -20,6 +20,7 @@ from engine.embedding_cache import cache_root
 from engine.errors import CheckpointError
 from engine.layout import fusion_weights, source_of
 from engine.fingerprint import file_fingerprint
+from engine.fp8_files import TOOL_FP8_HINT, check_scaled_keys
 from engine.lora import load_loras, merge_loras
 from engine.lora_keys import LoraSpec
 from engine.model import FusionModel
@@ -91,19 +92,12 @@ def _load_tool_fp8(model: FusionModel, path: Path, expected, device: torch.devic
                    dtype: torch.dtype, block: int, loras) -> FusionModel:
     """A scaled-fp8 file of another tool: its fp8 layers kept with their scales (requantised
     only where LoRAs are merged or fp8 matmuls need row scales), everything else in `dtype`."""
-    hint = "pass a musubi-tuner or ComfyUI/kijai fp8_scaled file of an Ovi fusion model"
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(path, f"unreadable safetensors file ({exc})", hint) from None
-    if fp8_format.scaled_file_format(tensors) is None:
-        raise CheckpointError(path, "no fp8 scales in this file (no `scale_weight` keys)", hint)
+        raise CheckpointError(path, f"unreadable safetensors file ({exc})", TOOL_FP8_HINT) from None
+    check_scaled_keys(path, tensors.keys(), expected.keys())
     entries = fp8_format.read_scaled_file(tensors)
-    missing, extra = sorted(expected.keys() - entries.keys()), sorted(entries.keys() - expected.keys())
-    if missing or extra:
-        parts = ([f"{len(missing)} missing key(s): {_some(missing)}"] if missing else []) + (
-            [f"{len(extra)} unexpected key(s): {_some(extra)}"] if extra else [])
-        raise CheckpointError(path, "not an Ovi fusion model: " + "; ".join(parts), hint)
     quantize_fusion_layers(model, block)
     layers = {name + ".weight" for name, m in model.named_modules() if isinstance(m, fp8_format.FP8Linear)}
     state = {}

@@ -6,7 +6,7 @@ fp8 reaches the engine in three forms:
 - any bf16 variant converted at load time to e4m3 with one scale per block of 64 input
   channels (better quality than a plain cast, half the bytes of bf16), or with one scale per
   output row where the matmul itself runs in fp8 (below). Converted once and cached on disk;
-- a scaled-fp8 file made by another tool (`read_scaled_file`): musubi-tuner's `fp8_scaled`
+- a scaled-fp8 file made by another tool (`read_scaled_file`; formats in engine.fp8_files): musubi-tuner's `fp8_scaled`
   (`<layer>.scale_weight` of shape [out, blocks, 1], [out, 1] or [1], with newer files adding a
   tensor-wide `<layer>.scale_weight_tensor`) and ComfyUI / kijai's `fp8_scaled` (a `scaled_fp8`
   marker key and one scalar `<layer>.scale_weight` per layer). Their fp8 values and scales are
@@ -36,12 +36,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.fingerprint import file_fingerprint
+from engine.fp8_files import SCALE_SUFFIX, TOOL_SCALE, TOOL_TENSOR_SCALE, is_weight_key, model_key
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
 BLOCK = 64
 ROWWISE = 0  # as a block size: one scale per output row (what fp8 matmuls take)
-SCALE_SUFFIX = ".fp8_scale"
 FORMAT_VERSION = 1
 FP8_MATMUL_CAPABILITY = (8, 9)  # Ada and Hopper onwards have fp8 tensor cores
 CONVERTED_FORMAT = "ovi-studio-fp8"  # the metadata tag of a cached conversion
@@ -261,24 +261,6 @@ def load_scales_into(root: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[
 
 # --- scaled-fp8 files of other tools ---------------------------------------------------------------
 
-COMFY_MARKER = "scaled_fp8"
-TOOL_SCALE = ".scale_weight"
-TOOL_TENSOR_SCALE = ".scale_weight_tensor"
-_TOOL_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
-
-
-def scaled_file_format(keys) -> str | None:
-    """"ovi-studio", "comfyui" (kijai), "musubi", or None for a file without fp8 scales."""
-    keys = set(keys)
-    if COMFY_MARKER in keys:
-        return "comfyui"
-    if any(k.endswith(".weight" + SCALE_SUFFIX) for k in keys):
-        return "ovi-studio"
-    if any(k.endswith(TOOL_SCALE) for k in keys):
-        return "musubi"
-    return None
-
-
 def _tool_scale(scale: torch.Tensor, tensor_scale: torch.Tensor | None, out_features: int) -> torch.Tensor:
     """A tool's scale ([], [1], [out, 1] or [out, blocks, 1]; times an optional tensor-wide
     factor) as this module's [out, blocks] fp32 scale."""
@@ -293,24 +275,17 @@ def _tool_scale(scale: torch.Tensor, tensor_scale: torch.Tensor | None, out_feat
 def read_scaled_file(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor] | torch.Tensor]:
     """A scaled-fp8 file's tensors under the fusion model's key names: a layer's weight as
     (fp8 weight, [out, blocks] fp32 scale), every other tensor as stored."""
-    def name(key: str) -> str:
-        for prefix in _TOOL_PREFIXES:
-            if key.startswith(prefix):
-                return key[len(prefix):]
-        return key
-
     out: dict = {}
     for key, tensor in tensors.items():
-        if key == COMFY_MARKER or key.endswith((TOOL_SCALE, TOOL_TENSOR_SCALE, ".scale_input",
-                                                SCALE_SUFFIX)):
+        if not is_weight_key(key):
             continue
         stem = key[: -len(".weight")]
         scale = tensors.get(stem + TOOL_SCALE, tensors.get(key + SCALE_SUFFIX))
         if tensor.dtype == FP8 and scale is not None:
-            out[name(key)] = (tensor, _tool_scale(scale, tensors.get(stem + TOOL_TENSOR_SCALE),
-                                                  tensor.shape[0]))
+            out[model_key(key)] = (tensor, _tool_scale(scale, tensors.get(stem + TOOL_TENSOR_SCALE),
+                                                       tensor.shape[0]))
         else:
-            out[name(key)] = tensor
+            out[model_key(key)] = tensor
     return out
 
 

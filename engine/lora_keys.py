@@ -184,7 +184,7 @@ def read_lora(path: str | Path, module_paths: list[str]) -> LoraFile:
         modules.append(LoraModule(raw, module, found, {role: shapes[k] for role, k in found.items()}))
     if unknown:
         raise LoraError(path, f"{len(unknown)} key(s) that are not LoRA tensors of a known "
-                        f"module: {_some(unknown)}",
+                        f"module: {listed_keys(unknown)}",
                         "ovi-studio reads kohya/musubi, ComfyUI and PEFT/diffusers LoRAs for "
                         "Wan2.2-TI2V-5B and Ovi")
     if not modules:
@@ -192,7 +192,7 @@ def read_lora(path: str | Path, module_paths: list[str]) -> LoraFile:
     return LoraFile(path, fmt, tuple(modules))
 
 
-def _some(keys: list[str]) -> str:
+def listed_keys(keys: list[str]) -> str:
     more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
     return ", ".join(keys[:_LISTED]) + more
 
@@ -265,11 +265,11 @@ def lora_targets(lora: LoraFile, tower: str | None,
                 targets[target] = module
     if unmatched:
         raise LoraError(lora.path, f"{len(unmatched)} module(s) the model does not have: "
-                        f"{_some(unmatched)}",
+                        f"{listed_keys(unmatched)}",
                         "this LoRA is for another model (ovi-studio takes Wan2.2-TI2V-5B and Ovi LoRAs)")
     if wrong_shape:
         raise LoraError(lora.path, f"{len(wrong_shape)} module(s) of the wrong size for this model: "
-                        f"{_some(wrong_shape)}",
+                        f"{listed_keys(wrong_shape)}",
                         "this LoRA is for another model size (Wan2.2 14B LoRAs do not fit the 5B towers)")
     if not targets:
         kind = "an Ovi LoRA" if lora.is_ovi else "a Wan2.2-TI2V-5B LoRA"

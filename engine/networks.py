@@ -41,13 +41,10 @@ def check_files(root: Path, variant: Variant, fp8: bool | str) -> None:
 class Networks:
     def __init__(self, ckpt_dir: str | Path, variant: str, *, device="cpu", dtype=torch.bfloat16,
                  attention: str = "auto", compile: bool = False,
-                 cache_dir: str | Path | None = None, fp8_matmul: bool | None = None,
-                 fp8_file: str | Path | None = None):
+                 cache_dir: str | Path | None = None, fp8_matmul: bool | None = None):
         """attention: a backend of engine.attention ("auto" picks the best); compile:
         `torch.compile` the fusion layers (the first shot pays the compile time); fp8_matmul:
-        scaled-fp8 weights multiply in fp8 (None: where the GPU has fp8 tensor cores);
-        fp8_file: a musubi-tuner or ComfyUI/kijai fp8_scaled fusion file that fp8="scaled"
-        reads instead of converting the folder's bf16 weights."""
+        scaled-fp8 weights multiply in fp8 (None: where the GPU has fp8 tensor cores)."""
         self.root = Path(ckpt_dir)
         check_files(self.root, get_variant(variant), False)
         self.arch: Arch = load_arch(self.root)
@@ -55,23 +52,24 @@ class Networks:
         self.device = torch.device(device)
         self.dtype, self.attention, self.compile, self.cache_dir = dtype, attention, compile, cache_dir
         self.fp8_matmul = fp8_matmul_available(self.device) if fp8_matmul is None else fp8_matmul
-        self.fp8_file = fp8_file
         self.cache = EmbeddingCache(cache_dir)
         self.embeddings = PromptEmbeddings(self.root, self.arch.t5, self.cache, device=self.device)
         self.model: FusionModel | None = None
         self.streamer: LayerStreamer | None = None
-        self._fusion_key: tuple | None = None  # (fp8, LoRAs, streamed layers) of the loaded model
+        self._fusion_key: tuple | None = None  # (fp8, fp8 file, LoRAs, streamed layers) of the loaded model
         self._video_vae: VideoVAE | None = None
         self._audio: tuple[torch.nn.Module, torch.nn.Module] | None = None
 
-    def fusion(self, fp8: bool | str, blocks_to_swap: int, loras: tuple[LoraSpec, ...] = ()) -> FusionModel:
+    def fusion(self, fp8: bool | str, blocks_to_swap: int, loras: tuple[LoraSpec, ...] = (),
+               fp8_file: Path | None = None) -> FusionModel:
         """The fusion model with these weights (fp8 form, LoRAs merged) and at least
         `blocks_to_swap` layers streamed, on the device. It is loaded again from its files
         only when the weights change (so they are exactly the checkpoint's plus these LoRAs)
-        or more layers must stream."""
+        or more layers must stream. fp8_file (with fp8="scaled"): a musubi-tuner or
+        ComfyUI/kijai fp8_scaled fusion file read instead of the folder's bf16 weights."""
         if self.model is not None:
-            loaded_fp8, loaded_loras, swapped = self._fusion_key
-            if loaded_fp8 == fp8 and loaded_loras == loras and blocks_to_swap <= swapped:
+            loaded_fp8, loaded_file, loaded_loras, swapped = self._fusion_key
+            if (loaded_fp8, loaded_file, loaded_loras) == (fp8, fp8_file, loras) and blocks_to_swap <= swapped:
                 self._place_fusion(self.device)  # back from CPU memory if a decode parked it
                 return self.model
             self.release_fusion()
@@ -79,7 +77,7 @@ class Networks:
             check_files(self.root, self.variant, fp8)
         load = dict(device=self.device, dtype=self.dtype, fp8=fp8, attention=self.attention,
                     cache_dir=self.cache_dir, loras=loras, fp8_matmul=self.fp8_matmul and fp8 == "scaled",
-                    fp8_file=self.fp8_file if fp8 == "scaled" else None)
+                    fp8_file=fp8_file)
         if blocks_to_swap:
             self.model, _ = load_fusion_model(self.root, self.variant.name, read_device="cpu", **load)
             self.streamer = stream_model(self.model, blocks_to_swap, self.device)
@@ -87,12 +85,12 @@ class Networks:
             self.model, _ = load_fusion_model(self.root, self.variant.name, **load)
         if self.compile:
             self.model.compile_layers()
-        self._fusion_key = (fp8, loras, blocks_to_swap)
+        self._fusion_key = (fp8, fp8_file, loras, blocks_to_swap)
         return self.model
 
     @property
     def blocks_swapped(self) -> int:
-        return self._fusion_key[2] if self._fusion_key is not None else 0
+        return self._fusion_key[3] if self._fusion_key is not None else 0
 
     def video_vae(self) -> VideoVAE:
         if self._video_vae is None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -50,6 +51,9 @@ class ShotRequest:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     loras: tuple[LoraSpec, ...] = ()  # merged into the fusion weights (engine.lora)
+    # a musubi-tuner or ComfyUI/kijai fp8_scaled fusion file, read instead of the folder's
+    # weights (with memory.fp8 == "scaled")
+    fp8_file: Path | None = None
 
 
 @dataclass
@@ -134,7 +138,7 @@ def generate(nets: Networks, request: ShotRequest, callback: Callback | None = N
         if memory.offload:
             nets.park_decoders()
         model = nets.fusion(memory.fp8, blocks_to_swap(memory, nets.arch, shot_size(nets, height, width)),
-                            request.loras)
+                            request.loras, request.fp8_file)
     stats = SamplingStats()
     with timer.section("denoise"):
         video_latents, audio_latents = denoise(
@@ -162,8 +166,10 @@ def generate(nets: Networks, request: ShotRequest, callback: Callback | None = N
                       skipped_steps=stats.skipped_steps)
 
 
-def describe(nets: Networks, memory: MemoryConfig, loras: tuple[LoraSpec, ...] = ()) -> dict:
-    """The engine's identity under `memory` and `loras`, as recorded in each take's meta.json."""
+def describe(nets: Networks, memory: MemoryConfig, loras: tuple[LoraSpec, ...] = (),
+             fp8_file: Path | None = None) -> dict:
+    """The engine's identity under `memory`, `loras` and `fp8_file`, as recorded in each
+    take's meta.json."""
     model = nets.model
     return {
         "engine_version": ENGINE_VERSION,
@@ -176,7 +182,7 @@ def describe(nets: Networks, memory: MemoryConfig, loras: tuple[LoraSpec, ...] =
         "compile": nets.compile,
         "fp8": memory.fp8,
         "fp8_matmul": nets.fp8_matmul and memory.fp8 == "scaled",
-        "fp8_file": str(nets.fp8_file) if nets.fp8_file is not None and memory.fp8 == "scaled" else None,
+        "fp8_file": str(fp8_file) if fp8_file is not None else None,
         "loras": [{"path": str(lora.path), "scale": lora.scale, "tower": lora.tower} for lora in loras],
         "preset": memory.preset,
         "blocks_to_swap": memory.blocks_to_swap,

@@ -67,6 +67,7 @@ _REASONS = {
     "width": "resolution changed",
     "frames": "duration changed",
     "fp8": "fp8 setting changed",
+    "fp8_file": "fp8 file changed",
     "tiled_vae": "tiled VAE setting changed",
 }
 
@@ -279,7 +280,8 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
         for take in range(shot.takes):
             inputs = {
                 "engine_version": ENGINE_VERSION, "engine": choice.name, "model": variant.name,
-                "checkpoint": checkpoint_identity(s.fp8), "prompt": shot.prompt,
+                # an fp8_file replaces the fusion weights: the published fp8 file is not read
+                "checkpoint": checkpoint_identity(s.fp8 and not s.fp8_file), "prompt": shot.prompt,
                 "video_negative": s.video_negative, "audio_negative": s.audio_negative,
                 **{name: getattr(s, name) for name in SAMPLER_FIELDS},
                 "seed": s.seed + take, "take": take, "height": height, "width": width,
@@ -288,6 +290,7 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                 "seed_frame": s.seed_frame, "color_match": s.color_match, "fit": s.fit,
                 # only when used, so that takes without them keep their keys
                 **({"loras": _lora_identities(s.loras)} if _lora_identities(s.loras) else {}),
+                **({"fp8_file": _file_identity(s.fp8_file)} if s.fp8_file else {}),
                 **({"draft": True} if s.draft else {}),
                 **({"tiled_vae": True} if s.tiled_vae else {}),
                 # opt-in speed modes that change the output: keyed only when on, so that takes
@@ -347,8 +350,14 @@ def _geometry(variant: Variant, shot: ResolvedShot, parent: PlannedTake | None):
 def _lora_identities(loras) -> list[dict]:
     """What of a LoRA changes the output: its content (a missing file is `check`'s error),
     scale and towers. Scale 0 is the model without it, so it keys nothing."""
-    return [{"file": "sha256:" + stat_cache().sha256(lora.path) if Path(lora.path).is_file() else "missing",
-             "scale": lora.scale, "tower": lora.tower} for lora in loras if lora.scale != 0]
+    return [{"file": _file_identity(lora.path), "scale": lora.scale, "tower": lora.tower}
+            for lora in loras if lora.scale != 0]
+
+
+def _file_identity(path: str) -> str:
+    """A weights file by its whole content (hashed once per size/mtime/inode: the stat cache);
+    a missing file is `check`'s error."""
+    return "sha256:" + stat_cache().sha256(path) if Path(path).is_file() else "missing"
 
 
 def _freshness(take: PlannedTake, parent: PlannedTake | None,

@@ -91,6 +91,10 @@ class Settings(_Strict):
     audio_negative: str | None = None
     fp8: bool | None = Field(None, description="fp8 fusion weights: the published fp8 file "
                              "(720x720_5s) when present, else the bf16 weights converted at load")
+    fp8_file: str | None = Field(
+        None, min_length=1, description="a musubi-tuner or ComfyUI/kijai fp8_scaled file of the "
+        "fusion model (relative to the storyboard), read instead of the checkpoint's fusion "
+        "weights; implies `fp8: true`")
     tiled_vae: bool | None = Field(
         None, description="decode the video in tiles: less memory, slightly different pixels at "
         "the tile seams (so keyed); default: tiles only where an untiled decode would not fit")
@@ -243,7 +247,7 @@ def storyboard_schema() -> dict:
 BUILTIN_SETTINGS = dict(  # Ovi's inference defaults
     steps=50, solver="unipc", shift=5.0, seed=100, video_guidance=4.0, audio_guidance=3.0,
     slg_layer=11, video_negative="jitter, bad hands, blur, distortion",
-    audio_negative="robotic, muffled, echo, distorted", fp8=False, tiled_vae=False, blocks_to_swap=0,
+    audio_negative="robotic, muffled, echo, distorted", fp8=False, fp8_file=None, tiled_vae=False, blocks_to_swap=0,
     loras=[], draft=False, draft_loras=[], step_cache=0.0, cfg_batch=False, seed_frame="last",
     fit="crop", transition="cut",
 )
@@ -276,7 +280,8 @@ class ShotSettings:
     slg_layer: int
     video_negative: str
     audio_negative: str
-    fp8: bool
+    fp8: bool  # True also where an fp8_file is given
+    fp8_file: str | None  # an absolute path (resolved against the storyboard's folder)
     tiled_vae: bool
     blocks_to_swap: int | str
     loras: tuple[LoraUse, ...]  # in a draft, the draft LoRAs are already added
@@ -739,8 +744,9 @@ def _container(loc: tuple) -> str:
 def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: bool,
                    folder: Path = Path(".")) -> ShotSettings:
     """Ovi's defaults < the storyboard's `defaults` < the shot's own keys. `resolution` and
-    `aspect` are one setting: a shot giving either replaces both. LoRA paths are resolved
-    against `folder` (the storyboard's). A draft gets its fewer steps and draft LoRAs here."""
+    `aspect` are one setting: a shot giving either replaces both. LoRA and fp8_file paths are
+    resolved against `folder` (the storyboard's). A draft gets its fewer steps and draft LoRAs
+    here."""
     merged: dict = {name: None for name in Settings.model_fields}
     merged.update(BUILTIN_SETTINGS)
     for layer in (defaults, shot):
@@ -757,6 +763,9 @@ def merge_settings(defaults: Settings, shot: Shot, variant: Variant, in_chain: b
         merged["transition_frames"] = CROSSFADE_FRAMES if merged["transition"] == "crossfade" else 0
     if merged["resolution"] is not None:
         merged["resolution"] = tuple(merged["resolution"])
+    if merged["fp8_file"] is not None:  # another tool's fp8 weights: fp8 whatever `fp8` says
+        merged["fp8_file"] = str((folder / Path(merged["fp8_file"]).expanduser()).absolute())
+        merged["fp8"] = True
     for key in ("loras", "draft_loras"):  # (--set gives plain mappings)
         entries = [LoraEntry.model_validate(e) if isinstance(e, dict) else e for e in merged[key]]
         merged[key] = tuple(LoraUse(str((folder / Path(e.path).expanduser()).absolute()),

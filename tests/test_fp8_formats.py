@@ -15,6 +15,7 @@ from engine.errors import CheckpointError
 from engine.fp8 import FP8, FP8_MAX, FP8Linear, relative_error, scaled_matmul
 from engine.sampling import SamplerSettings, denoise
 from engine.testing.tiny_checkpoint import TINY_ARCH
+from engine.testing.tool_fp8 import write_kijai_fp8, write_musubi_fp8
 
 CPU = torch.device("cpu")
 ARCH = parse_arch(TINY_ARCH)
@@ -24,44 +25,6 @@ LAYER = "video_model.blocks.1.self_attn.q"
 @pytest.fixture(scope="module")
 def base(tiny_fusion_folder):
     return tiny_fusion_folder
-
-
-def _is_linear_weight(key: str, tensor: torch.Tensor) -> bool:
-    return key.endswith(".weight") and tensor.dim() == 2 and "norm" not in key and "modulation" not in key
-
-
-def _kijai_file(state: dict, path):
-    """ComfyUI/kijai layout: `model.diffusion_model.` keys, a `scaled_fp8` marker, one scalar
-    scale per Linear (the embeddings' Linears too), everything else in fp32."""
-    out = {"scaled_fp8": torch.zeros(0, dtype=FP8)}
-    for key, t in state.items():
-        name = "model.diffusion_model." + key
-        if _is_linear_weight(key, t):
-            scale = t.float().abs().max() / FP8_MAX
-            out[name] = (t.float() / scale).to(FP8)
-            out[name[: -len(".weight")] + ".scale_weight"] = scale.reshape(())
-        else:
-            out[name] = t.float()
-    save_file(out, str(path))
-    return out
-
-
-def _musubi_file(state: dict, path, block=64):
-    """musubi-tuner layout: the model's keys, block scales [out, blocks, 1] relative to a
-    tensor-wide `scale_weight_tensor`, Linears of the fusion blocks only."""
-    out = {}
-    for key, t in state.items():
-        if _is_linear_weight(key, t) and ".blocks." in key:
-            w = t.float().reshape(t.shape[0], -1, block)
-            blockwise = w.abs().amax(dim=-1, keepdim=True) / FP8_MAX
-            tensor_scale = blockwise.max()
-            out[key] = (w / blockwise).to(FP8).reshape(t.shape)
-            out[key[: -len(".weight")] + ".scale_weight"] = blockwise / tensor_scale
-            out[key[: -len(".weight")] + ".scale_weight_tensor"] = tensor_scale.reshape(1)
-        else:
-            out[key] = t
-    save_file(out, str(path))
-    return out
 
 
 def _tool_weight(tensors: dict, key: str) -> torch.Tensor:
@@ -79,7 +42,7 @@ def _tool_weight(tensors: dict, key: str) -> torch.Tensor:
 def test_tool_files_load_with_their_own_fp8_values_and_scales(base, tmp_path, layout):
     state = load_file(str(base / "Ovi/model.safetensors"))
     path = tmp_path / f"{layout}.safetensors"
-    written = (_kijai_file if layout == "kijai" else _musubi_file)(state, path)
+    written = (write_kijai_fp8 if layout == "kijai" else write_musubi_fp8)(state, path)
     model, _ = load_fusion_model(base, "720x720_5s", device=CPU, fp8="scaled", fp8_file=path)
     prefix = "model.diffusion_model." if layout == "kijai" else ""
     layer = model.get_submodule(LAYER)

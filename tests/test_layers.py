@@ -16,11 +16,11 @@ STORYBOARD_LAYER = ("ovi_studio.storyboard", "ovi_studio.source", "ovi_studio.te
                     "ovi_studio.files")
 PLAN_LAYER = ("ovi_studio.plan", "ovi_studio.cost", "ovi_studio.store")
 ABOVE_PLAN = ("ovi_studio.render", "ovi_studio.cli", "ovi_studio.api", "ovi_studio.export")
-# The model's facts (variant table, file layout, arch.json sizes, LoRA headers, where the checkpoint folder
-# is): pure Python, no torch, what a storyboard is checked against. Nothing else of engine/ is
-# visible to the storyboard layer.
+# The model's facts (variant table, file layout, arch.json sizes, LoRA and fp8-file headers and
+# their errors, where the checkpoint folder is): pure Python, no torch, what a storyboard is
+# checked against. Nothing else of engine/ is visible to the storyboard layer.
 MODEL_FACTS = ("engine.variants", "engine.layout", "engine.arch", "engine.lora_keys",
-               "ovi_studio.checkpoints")
+               "engine.fp8_files", "engine.errors", "ovi_studio.checkpoints")
 
 
 def modules():

@@ -35,7 +35,7 @@ shots:
 EDITS = {
     "resolution": [512, 896], "aspect": "4:3", "steps": 7, "solver": "euler", "shift": 3.0,
     "seed": 99, "video_guidance": 2.5, "audio_guidance": 1.5, "slg_layer": 3,
-    "video_negative": "blurry", "audio_negative": "hum", "fp8": True, "tiled_vae": True, "blocks_to_swap": 4,
+    "video_negative": "blurry", "audio_negative": "hum", "fp8": True, "fp8_file": "musubi-fp8.safetensors", "tiled_vae": True, "blocks_to_swap": 4,
     "seed_frame": "sharpest", "color_match": "previous", "fit": "pad",
     "transition": "crossfade", "transition_frames": 6,
     "loras": [{"path": "style.safetensors", "scale": 0.8}], "draft": True,

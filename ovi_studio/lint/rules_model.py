@@ -1,9 +1,11 @@
-"""OVI401-405: what the chosen model variant can do with this prompt and these settings."""
+"""OVI401-408: what the chosen model variant can do with this prompt and these settings."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from engine.arch import Arch
+from engine.fp8_files import check_fp8_file as check_fp8_file_layout
+from engine.errors import CheckpointError
 from engine.lora_keys import LoraError, LoraSpec, check_lora
 from engine.variants import FP8_VARIANTS, SIDE_MULTIPLE, Variant, snap_t2v_size
 from ovi_studio.diagnostics import Severity
@@ -40,6 +42,13 @@ rule("OVI407", E, "a LoRA that cannot be applied",
      "name modules of this model, sized for it, with something for the `tower` it goes onto: a "
      "Wan2.2-TI2V-5B LoRA fits the video tower (`tower: both` puts it on the audio tower too), an "
      "Ovi LoRA names its towers itself. Fix the path, the `tower`, or use a LoRA made for this model.")
+rule("OVI408", E, "an fp8 file that cannot be read as this model",
+     "`fp8_file:` names a scaled-fp8 file of the fusion model made by another tool (musubi-tuner, "
+     "or ComfyUI/kijai `fp8_scaled`), read instead of the checkpoint's fusion weights. It must "
+     "exist, carry its fp8 scales (`scale_weight` keys) and hold every layer of this model at "
+     "its size. Fix the path (relative to the storyboard), or convert the model with one of "
+     "those tools; `fp8: true` alone converts the checkpoint's own weights.")
+
 
 def check(parsed: ParsedPrompt, ctx: PromptContext) -> Iterator[Finding]:
     """Caption form against the variant (OVI401/402)."""
@@ -98,6 +107,16 @@ def check_fp8(variant: Variant, fp8: bool) -> Iterator[SettingFinding]:
                              f"no published fp8 checkpoint for {variant.name} (only {', '.join(FP8_VARIANTS)}): "
                              "its weights will be converted to block-scaled fp8 at load; "
                              "set `fp8: false` for the published quality")
+
+
+def check_fp8_file(arch: Arch, fp8_file: str | None) -> Iterator[SettingFinding]:
+    """The shot's fp8_file against the model's sizes; only the file's header is read."""
+    if fp8_file is None:
+        return
+    try:
+        check_fp8_file_layout(fp8_file, arch)
+    except CheckpointError as exc:
+        yield SettingFinding("OVI408", "fp8_file", f"{exc.path}: {exc.problem} ({exc.hint})")
 
 
 def check_loras(arch: Arch, loras, key: str) -> Iterator[SettingFinding]:

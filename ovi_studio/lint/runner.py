@@ -252,7 +252,8 @@ class StoryboardLinter:
         findings = list(rules_model.check_duration(self.variant, settings.duration))
         if shot.first_frame is None and shot.extends is None:
             findings += rules_model.check_resolution(self.variant, settings.resolution)
-        findings += rules_model.check_fp8(self.variant, settings.fp8)
+        findings += rules_model.check_fp8(self.variant, settings.fp8 and not settings.fp8_file)
+        findings += rules_model.check_fp8_file(self.arch(), settings.fp8_file)
         drafted = set(settings.draft_loras) if settings.draft else set()
         findings += rules_model.check_loras(self.arch(), [u for u in settings.loras if u not in drafted],
                                             "loras")

@@ -118,6 +118,7 @@ class OviEngine:
         self._networks = None
         self._memory = None  # the render's memory settings (engine.presets), then the last take's
         self._loras: tuple = ()  # the last take's LoRAs (engine.lora_keys.LoraSpec)
+        self._fp8_file: Path | None = None  # the last take's fp8_scaled file of another tool
 
     @property
     def networks(self):
@@ -136,7 +137,7 @@ class OviEngine:
 
     def identity(self) -> dict[str, Any]:
         from engine.pipeline import describe
-        return {"name": self.name, **describe(self.networks, self._memory, self._loras)}
+        return {"name": self.name, **describe(self.networks, self._memory, self._loras, self._fp8_file)}
 
     def prepare(self, jobs: list[ShotJob]) -> None:
         from engine.pipeline import encode_prompts
@@ -146,10 +147,11 @@ class OviEngine:
 
     def _shot_memory(self, settings: dict[str, Any]):
         """The render's memory settings with the shot's own in place. fp8 is a shot setting (a
-        preset's fp8 arrives as one, so the plan keys it); tiled_vae true forces tiling, false
-        leaves it to the preset or the decode's size; blocks_to_swap 0, the default, defers to
-        the preset (N or "auto" give the same bits)."""
-        return self._memory.override(fp8=self.fp8_weights if settings.get("fp8") else False,
+        preset's fp8 arrives as one, so the plan keys it; an fp8_file is read as scaled fp8);
+        tiled_vae true forces tiling, false leaves it to the preset or the decode's size;
+        blocks_to_swap 0, the default, defers to the preset (N or "auto" give the same bits)."""
+        fp8 = "scaled" if settings.get("fp8_file") else self.fp8_weights if settings.get("fp8") else False
+        return self._memory.override(fp8=fp8,
                                      tiled_vae=True if settings.get("tiled_vae") else None,
                                      blocks_to_swap=settings.get("blocks_to_swap") or None)
 
@@ -159,13 +161,14 @@ class OviEngine:
         from engine.pipeline import ShotRequest, generate
         from engine.sampling import SamplerSettings
         networks = self.networks
-        # fp8 and LoRAs are shot settings: a shot that asks for others reloads the weights
+        # fp8, its file and LoRAs are shot settings: a shot that asks for others reloads the weights
         self._memory, self._loras = self._shot_memory(job.settings), _lora_specs(job)
+        self._fp8_file = Path(job.settings["fp8_file"]) if job.settings.get("fp8_file") else None
         request = ShotRequest(prompt=job.prompt, video_negative=job.video_negative or "",
                               audio_negative=job.audio_negative or "", height=job.height,
                               width=job.width, first_frame=first_frame,
                               sampler=SamplerSettings(**_sampler_fields(SamplerSettings, job)),
-                              memory=self._memory, loras=self._loras)
+                              memory=self._memory, loras=self._loras, fp8_file=self._fp8_file)
         started = time.perf_counter()
         try:
             result = generate(networks, request, callback=on_step, on_phase=on_phase)
