@@ -68,7 +68,7 @@ def check_fp8_file(path: str | Path, arch: Arch) -> None:
     fusion model at its size (what `check` asks of an `fp8_file:`); reads the header only."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(path, "no such file", "fix the path (relative to the storyboard)")
+        raise CheckpointError(path, "no such file", "fix the path; it is relative to the storyboard")
     try:
         shapes = safetensors_shapes(path)
     except LoraError as exc:
