@@ -14,6 +14,7 @@ from torch import nn
 
 import engine.fp8 as fp8
 from engine.fp8 import FP8, FP8Linear
+from engine.fp8_files import scaled_file_format
 
 
 def test_e4m3_constants():
@@ -227,10 +228,10 @@ def test_a_damaged_or_foreign_conversion_is_deleted_with_a_warning(tmp_path):
 
 
 def test_scaled_file_formats_are_told_by_their_keys():
-    assert fp8.scaled_file_format(["scaled_fp8", "a.weight", "a.scale_weight"]) == "comfyui"
-    assert fp8.scaled_file_format(["a.weight", "a.weight.fp8_scale"]) == "ovi-studio"
-    assert fp8.scaled_file_format(["a.weight", "a.scale_weight"]) == "musubi"
-    assert fp8.scaled_file_format(["a.weight", "a.scale"]) is None
+    assert scaled_file_format(["scaled_fp8", "a.weight", "a.scale_weight"]) == "comfyui"
+    assert scaled_file_format(["a.weight", "a.weight.fp8_scale"]) == "ovi-studio"
+    assert scaled_file_format(["a.weight", "a.scale_weight"]) == "musubi"
+    assert scaled_file_format(["a.weight", "a.scale"]) is None
 
 
 def test_tool_scales_of_every_shape_become_out_by_blocks():
