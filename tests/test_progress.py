@@ -57,6 +57,9 @@ def test_a_piped_log_has_one_line_per_phase_of_every_take_and_the_cut(tmp_path, 
     assert "cut: 241 frames to encode for 2 shots" in [line.strip() for line in lines]
     assert any(line.strip().startswith("cut: 241/241 frames encoded, 2/2 shots (") for line in lines)
     assert not any("\r" in line or "\x1b" in line for line in lines)  # plain lines, no redraws
+    again = io.StringIO()
+    _session(tmp_path, again).run()
+    assert "lamp/take0" not in again.getvalue()  # up to date: not shown as starting or finishing
 
 
 @pytest.mark.slow

@@ -234,6 +234,8 @@ class RenderSession:
                           status=record.status if record else None,
                           reason=event.outcome.reason if event.outcome else None)
         if event.kind == "dispatched":
+            if (step.shot.id, step.take) not in self._predicted:
+                return  # up to date: checked, not rendered, so not shown as a take starting
             self.progress.take_started(label if event.worker in (None, LOCAL) else f"{label} on {event.worker}",
                                        self.estimate(step))
         elif event.kind == "retry":
