@@ -161,6 +161,9 @@ def test_quantize_linears_names_every_linear_by_its_path():
     blocked = nn.Sequential(nn.Linear(128, 2))
     fp8.quantize_linears(blocked)
     assert blocked[0].scale.shape == (2, 2)
+    rows = nn.Sequential(nn.Linear(128, 2))
+    fp8.quantize_linears(rows, block=fp8.ROWWISE)
+    assert rows[0].scale.shape == (2, 1)
 
 
 def test_converted_files_store_scales_next_to_their_weights():
