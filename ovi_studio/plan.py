@@ -398,7 +398,7 @@ def read_take_meta(take_dir: Path) -> tuple[dict | None, str | None]:
         return None, "not rendered yet"
     except (OSError, ValueError):
         return None, f"{META_FILE} is unreadable"
-    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict) or "frames" not in meta["files"]:
+    if not isinstance(meta, dict):
         return None, f"{META_FILE} is unreadable"
     return meta, None
 
@@ -415,6 +415,8 @@ def take_state(take_dir: Path, cache_key: str, meta: dict | None = None) -> tupl
     changed = changed_files(take_dir, meta)
     if changed:
         return meta, [f"file changed since render ({', '.join(changed)})"]
+    if "frames" not in meta.get("files", {}):
+        return meta, [f"{META_FILE} records no frames"]
     return meta, []
 
 
