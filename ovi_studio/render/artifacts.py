@@ -22,7 +22,6 @@ from pathlib import Path
 
 from engine.fingerprint import stat_cache
 from ovi_studio import files
-from ovi_studio.plan import changed_files
 from ovi_studio.store import link_text, stored_dir, take_dir
 from ovi_studio.render.outdir import folder_for_write, held_folder_of
 
@@ -162,15 +161,6 @@ def file_record(path: Path, root: Path) -> dict:
     version in the stat cache, so later runs verify it with one stat."""
     return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size,
             "sha256": stat_cache().sha256(path)}
-
-
-def committed_meta(layout: TakeLayout, cache_key: str) -> dict | None:
-    """The take's meta.json when the take is complete for `cache_key` and its files are the
-    ones it committed, else None."""
-    meta = read_meta(layout.meta)
-    if not meta or meta.get("cache_key") != cache_key or changed_files(layout.dir, meta):
-        return None
-    return meta
 
 
 def begin_take(layout: TakeLayout) -> None:

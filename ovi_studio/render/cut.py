@@ -130,14 +130,14 @@ def assembly_key(segments: list[Segment], settings: AssemblySettings, final: Pat
     parts = {"version": ASSEMBLY_VERSION, "settings": dataclasses.asdict(settings), "final": final.name,
              "segments": [{**{k: str(v) if isinstance(v, Path) else v
                               for k, v in dataclasses.asdict(seg).items()},
-                           "frames_sha256": _meta_sha(seg.frames_path, "frames"),
-                           "audio_sha256": _meta_sha(seg.audio_path, "audio")} for seg in segments]}
+                           **_file_hashes(seg)} for seg in segments]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _meta_sha(path: Path, name: str) -> str | None:
-    meta = read_meta(path.parent / META) or {}
-    return meta.get("files", {}).get(name, {}).get("sha256")
+def _file_hashes(seg: Segment) -> dict[str, str | None]:
+    """The frames' and audio's hashes the segment's take recorded (one read of its meta.json)."""
+    files = (read_meta(seg.frames_path.parent / META) or {}).get("files", {})
+    return {f"{name}_sha256": files.get(name, {}).get("sha256") for name in ("frames", "audio")}
 
 
 def final_json(result: AssemblyResult, out_dir: Path, key: str, seconds: float,

@@ -25,7 +25,7 @@ from ovi_studio.output_names import SIDECAR_SUFFIXES
 from ovi_studio.media.images import ImageLoadError
 from ovi_studio.render import picking, quality
 from ovi_studio.plan import build_plan, check_selection, seeded_from, take_state
-from ovi_studio.render.artifacts import META, TakeLayout, committed_meta, link_take, read_meta
+from ovi_studio.render.artifacts import META, TakeLayout, link_take, read_meta
 from ovi_studio.render.assembly import sidecar
 from ovi_studio.render.cut import Cut, assemble_cut
 from ovi_studio.render.engines import OutOfMemory, ShotEngine, engine_factory
@@ -292,7 +292,8 @@ class RenderSession:
             return self._cached_record(step, meta)
         layout = TakeLayout(step.artifact_dir)
         earlier = read_meta(layout.meta)
-        if earlier and earlier.get("status") == "done" and committed_meta(layout, earlier.get("cache_key")):
+        if (earlier and earlier.get("status") == "done"
+                and not take_state(layout.dir, earlier["cache_key"], earlier)[1]):
             record = self._cached_record(step, earlier)
             record.status = "outdated"
             record.reason = (f"not re-rendered (--only): {', '.join(step.reasons) or 'out of date'}")
