@@ -40,6 +40,6 @@ def print_plan(plan: Plan, echo: Callable[[str], None], rendering_only: bool = F
 def _cells(step: PlannedTake) -> tuple[str, ...]:
     mode = f"extends {step.parent}" if step.mode == "extend" else step.mode
     size = "?" if step.height is None else f"{step.width}x{step.height}"
-    why = f": {', '.join(step.reasons)}" if step.reasons and step.action in ("render", "blocked") else ""
+    why = f": {', '.join(step.reasons)}" if step.reasons and step.action in ("render", "reuse", "blocked") else ""
     return (f"{step.shot.id}/take{step.take}", mode, size, f"seed {step.seed}",
             f"~{duration(step.estimate_seconds)}", step.action + why)
