@@ -373,8 +373,8 @@ def _freshness(take: PlannedTake, parent: PlannedTake | None,
         if linked is not None and linked.get("cache_key") != take.cache_key:
             picked = {p.cache_key: p.take for p in parent_takes}
             stored = linked.get("key_inputs")
-            reasons = explain_changes(stored if isinstance(stored, dict) else {}, take.key_inputs,
-                                      picked) or reasons
+            if isinstance(stored, dict):  # without it, every input would read as changed
+                reasons = explain_changes(stored, take.key_inputs, picked) or reasons
         meta, missing = take_state(take.stored_dir, take.cache_key)
         if missing:
             return "stale", reasons
