@@ -18,7 +18,7 @@ from engine import layout
 from engine.variants import FP8_FILENAME, VARIANTS
 from ovi_studio import cost
 from ovi_studio.errors import UserError
-from ovi_studio.plan import build_plan, cache_key
+from ovi_studio.plan import build_plan, cache_key, default_out_dir
 from ovi_studio.store import stored_dir
 from ovi_studio.storyboard import load_storyboard
 from take_fakes import commit_plan
@@ -132,6 +132,21 @@ shots:
     assert "first_frame_aspect" not in plan_of(story(tmp_path)).steps[0].key_inputs  # t2v
 
 
+def test_crop_and_pad_size_an_image_shot_differently(tmp_path):
+    # a 16x10 image made 4:3 keeps 13x10 pixels cropped and becomes 16x12 padded: their nearest
+    # sizes in multiples of 32 at the 720x720 area differ (docs/render.md, first frames)
+    Image.new("RGB", (16, 10)).save(tmp_path / "small.png")
+    text = """\
+version: 1
+model: 720x720_5s
+shots:
+  - {id: crop, prompt: "x", first_frame: small.png, aspect: "4:3"}
+  - {id: pad, prompt: "x", first_frame: small.png, aspect: "4:3", fit: pad}
+"""
+    crop, pad = plan_of(story(tmp_path, text)).steps
+    assert (crop.height, crop.width) == (640, 832) and (pad.height, pad.width) == (608, 832)
+
+
 def test_opt_in_settings_are_keyed_only_when_on(tmp_path):
     (tmp_path / "style.safetensors").write_bytes(b"lora weights")
     (tmp_path / "fusion_fp8.safetensors").write_bytes(b"fp8 weights")
@@ -204,6 +219,21 @@ shots:
     assert nowhere.checkpoint == "no-checkpoint"
 
 
+def test_the_checkpoints_arch_json_sizes_the_plan(tmp_path):
+    from engine.testing.tiny_checkpoint import TINY_SHORT_ARCH
+    ckpt = fake_checkpoint(tmp_path / "ckpts")
+    (ckpt / "arch.json").write_text(json.dumps(TINY_SHORT_ARCH))  # 17 frames of 64x64
+    plan = plan_of(story(tmp_path), ckpt_dir=ckpt)
+    assert [(s.height, s.width, s.frames) for s in plan.steps] == [(64, 64, 17)] * 4
+    assert plan.steps[0].key_inputs["frames"] == 17 and plan.variant.video_area == 4096
+
+
+def test_a_large_plan_shows_its_progress(tmp_path, capsys):
+    shots = "".join(f"  - {{id: s{i}, prompt: x}}\n" for i in range(200))  # LARGE: from 200 shots
+    plan_of(story(tmp_path, "version: 1\nmodel: 720x720_5s\nshots:\n" + shots))
+    assert capsys.readouterr().err.startswith("plan: 200/200 shots (")
+
+
 def test_the_estimate_is_the_cost_model_for_the_model_engine_only(tmp_path):
     ckpt = fake_checkpoint(tmp_path / "ckpts")
     path = story(tmp_path, STORY.replace("engine: preview", "engine: auto").replace(
@@ -270,6 +300,8 @@ def test_the_output_folder_is_output_dir_else_out_and_the_storyboard_name(tmp_pa
     assert plan.out_dir == tmp_path / "renders" / "final"
     assert plan.steps[0].artifact_dir == tmp_path / "renders" / "final" / "shots" / "a" / "take0"
     assert plan_of(story(tmp_path), out_dir=str(tmp_path / "o")).out_dir == tmp_path / "o"
+    broken = load_storyboard(story(tmp_path, "version: 1\nshots: []\n", name="broken.yaml"))
+    assert broken.model is None and default_out_dir(broken) == tmp_path / "out" / "broken"
 
 
 # -- status and reasons ---------------------------------------------------------------------------
@@ -356,6 +388,18 @@ def test_a_linked_take_of_another_key_explains_the_change_from_its_stored_inputs
     del meta["key_inputs"]
     c_meta.write_text(json.dumps(meta))
     assert by_take(plan_of(path))["c/0"] == ("stale", ["cache key changed"])
+
+
+def test_a_damaged_take_of_the_planned_key_names_its_files_whatever_inputs_it_records(tmp_path):
+    path = story(tmp_path)
+    plan = plan_of(path)
+    commit_plan(plan)
+    c_meta = plan.steps[3].artifact_dir / "meta.json"
+    meta = json.loads(c_meta.read_text())
+    meta["key_inputs"] = {**meta["key_inputs"], "prompt": "recorded otherwise"}
+    c_meta.write_text(json.dumps(meta))
+    (plan.steps[3].artifact_dir / "frames.mkv").write_bytes(b"damaged")
+    assert by_take(plan_of(path))["c/0"] == ("stale", ["file changed since render (frames.mkv)"])
 
 
 def move_into_store(plan) -> None:

@@ -118,6 +118,9 @@ def test_a_parent_key_change_is_a_re_pick_only_between_takes_of_the_same_parent(
                            {"parent": "new", "parent_shot": "a"}, takes) == ["upstream shot a changed"]
     assert explain_changes({"parent": "old", "parent_shot": "a"},
                            {"parent": "new", "parent_shot": "a"}) == ["upstream shot a changed"]
+    # the shot extends another shot now: the reason names the new one
+    assert explain_changes({"parent": "key0", "parent_shot": "a"},
+                           {"parent": "xkey", "parent_shot": "x"}, takes) == ["upstream shot x changed"]
     # the shot no longer extends anything: the reason names the parent it had
     assert explain_changes({"parent": "key0", "parent_shot": "a"},
                            {"parent": None, "parent_shot": None}, takes) == ["upstream shot a changed"]

@@ -269,7 +269,9 @@ def test_a_meta_json_without_the_shape_a_render_relies_on_is_set_aside(tmp_path,
 
 def test_a_meta_json_with_every_required_field_is_read(tmp_path):
     path = tmp_path / "meta.json"
+    smallest = {"width": 1, "height": 1, "frames": 1}
     for meta in (GOOD_META, {**GOOD_META, "parent": None}, {**GOOD_META, "files": {}},
+                 {**GOOD_META, "size": smallest},
                  {k: v for k, v in GOOD_META.items() if k != "parent"}):
         path.write_text(json.dumps(meta))
         assert read_meta(path) == meta
@@ -283,8 +285,8 @@ TAKE_FILES = ("meta.json", "clip.mp4", "frames.mkv", "audio.wav", "last_frame.pn
 
 
 def test_begin_take_removes_the_takes_own_files_only(tmp_path):
-    layout = TakeLayout(tmp_path / "take")
-    begin_take(layout)  # a new take: the folder is made
+    layout = TakeLayout(tmp_path / ".takes" / "ab" / KEY)
+    begin_take(layout)  # a new take: the folder is made, and the store's folders above it
     assert layout.dir.is_dir() and list(layout.dir.iterdir()) == []
     for name in TAKE_FILES + ("notes.txt", "qc.json"):
         (layout.dir / name).write_text(name)
@@ -343,9 +345,15 @@ def test_link_take_points_the_shot_at_the_stored_take_and_moves_it(tmp_path):
     link_take(out, "a", 1, OTHER)
     assert os.readlink(path) == f"../../.takes/cd/{OTHER}" and first.is_dir() and second.is_dir()
     assert sorted(p.name for p in path.parent.iterdir()) == ["take1"]  # no temporary link left
-    with held(out, []):
-        link_take(out, "a", 1, KEY)
-    assert os.readlink(path) == f"../../.takes/ab/{KEY}"
+    messages = []
+    with held(out, messages):
+        link_take(out, "a", 1, KEY)  # replacing a link by a link is no news
+        assert os.readlink(path) == f"../../.takes/ab/{KEY}" and messages == []
+        (tmp_path / "elsewhere").mkdir()
+        (out / "shots" / "away").symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(UnsafeWrite, match="leads out of the output folder"):
+            link_take(out, "away", 0, KEY)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
 def test_an_older_take_folder_in_the_links_place_moves_into_the_store_under_its_key(tmp_path):
@@ -358,6 +366,17 @@ def test_an_older_take_folder_in_the_links_place_moves_into_the_store_under_its_
     link_take(out, "a", 0, KEY)
     assert os.readlink(old) == f"../../.takes/ab/{KEY}"
     assert (stored_dir(out, OTHER) / "frames.mkv").read_bytes() == b"old frames"
+
+
+def test_an_output_folder_from_before_the_store_gets_one_when_a_take_is_rendered_over(tmp_path):
+    out = tmp_path / "out"
+    old = out / "shots" / "a" / "take0"
+    old.mkdir(parents=True)
+    (old / "frames.mkv").write_bytes(b"old frames")
+    (old / "meta.json").write_text(json.dumps({"cache_key": OTHER}))
+    link_take(out, "a", 0, KEY)
+    assert (out / ".takes" / "cd" / OTHER / "frames.mkv").read_bytes() == b"old frames"
+    assert os.readlink(old) == f"../../.takes/ab/{KEY}"
 
 
 @pytest.mark.parametrize("meta", ["", '{"cache_key": 5}', '{"cache_key": "../../x"}', "{garbled",
@@ -392,7 +411,7 @@ def test_in_a_held_folder_an_unusable_old_take_folder_is_set_aside(tmp_path):
         link_take(out, "a", 0, KEY)
         aside = list((folder.state / "set-aside").iterdir())
     assert len(aside) == 1 and (aside[0] / "frames.mkv").read_bytes() == b"old frames"
-    assert len(messages) == 1 and "is a take folder the store replaces" in messages[0]
+    assert messages == [f"{old}: is a take folder the store replaces; moved to {aside[0]} and going on without it"]
     assert os.readlink(old) == f"../../.takes/ab/{KEY}"
 
 
