@@ -104,7 +104,7 @@ def _describe_invalid(exc: ValidationError, given: dict[str, Any]) -> str:
     alternative of a union apart), or our own validator's sentence."""
     expected: dict[str, list[str]] = {}
     for error in exc.errors():
-        key = str(error["loc"][0])
+        key = str(error["loc"][0]) if error["loc"] else ""  # "": a rule over several keys
         msg = error["msg"].removeprefix("Input should be ")
         if not msg.startswith("Value error, "):
             msg = "a value " + msg if msg.startswith(("greater", "less")) else msg
@@ -115,7 +115,8 @@ def _describe_invalid(exc: ValidationError, given: dict[str, Any]) -> str:
         alternatives = [m for m in msgs if not m.startswith("Value error, ")]
         parts = sentences + ([f"expected {' or '.join(dict.fromkeys(alternatives))}"] if alternatives else [])
         return "; ".join(parts)
-    return "; ".join(f"--set {key}={given.get(key, '')}: {describe(msgs)}" for key, msgs in expected.items())
+    return "; ".join(f"--set {key}={given.get(key, '')}: {describe(msgs)}" if key else f"--set: {describe(msgs)}"
+                     for key, msgs in expected.items())
 
 
 def _preset_settings(preset: str | None) -> dict[str, Any]:
