@@ -13,6 +13,13 @@ changing what is stale. Takes live once in the take store (store.py): a take who
 elsewhere but whose key finds a complete stored take is "stored" and is re-linked, not
 rendered (an undone edit costs nothing).
 
+An extension continues the chosen take of its parent shot (take_choice.py: the pick, else the
+best by the quality checks, else take 0 with `--pick first`). When the best must be chosen and
+every take of the parent is already rendered and checked, the plan chooses it and keys the
+extension as usual; otherwise the extension has no key yet ("the best of pier's 2 takes,
+chosen after they render"): the render session chooses once those takes are checked and keys
+it then through `start_extension`, the same freshness decision.
+
 A shot whose first frame cannot be read is planned as "blocked" (with the reason and the fix),
 and so is every shot extending it; the rest of the plan is unaffected.
 """
@@ -36,6 +43,7 @@ from ovi_studio.media.images import ImageLoadError, aspect_fitted_size, first_fr
 from ovi_studio.counting import CountProgress
 from ovi_studio.store import stored_dir, take_dir
 from ovi_studio.storyboard import LoadedStoryboard, ResolvedShot
+from ovi_studio.take_choice import Choice, check_policy, choose, fixed_choice, stored_checks
 
 # Bump when the engine or post-processing changes what a given key renders to.
 ENGINE_VERSION = "1"
@@ -72,8 +80,6 @@ _REASONS = {
 }
 
 
-# The take an extension continues from is the plan's to know (render/picking.py chooses the
-# cut's takes by the same first rule).
 def check_pick(shot: ResolvedShot) -> None:
     """A pick beyond the takes that will render (`--takes` lowered them) is a user error."""
     if shot.pick is not None and shot.pick >= shot.takes:
@@ -82,18 +88,13 @@ def check_pick(shot: ResolvedShot) -> None:
                         hint=f"render more takes (--takes {shot.pick + 1}) or change `pick:`")
 
 
-def parent_take(shot: ResolvedShot) -> int:
-    """The take of `shot` that its extensions start from (known before anything renders)."""
-    return shot.pick if shot.pick is not None else 0
-
-
 @dataclass
 class PlannedTake:
     shot: ResolvedShot
     take: int
     seed: int
     mode: str  # "t2v" | "i2v" | "extend"
-    parent: str | None  # an extension continues from the parent's chosen take (parent_take)
+    parent: str | None  # an extension continues from the parent shot's chosen take (parent_take)
     height: int | None  # None when blocked: the size depends on an unreadable first frame
     width: int | None
     frames: int
@@ -103,7 +104,9 @@ class PlannedTake:
     reasons: list[str]
     estimate_seconds: float
     out_dir: Path = field(repr=False, default=Path("."))
-    parent_take: int = 0  # which take of `parent` this extension starts from
+    parent_take: int | None = 0  # which take of `parent` this extension starts from (None: chosen
+    # once the parent's takes are rendered and checked; the take has no cache key until then)
+    parent_choice: Choice | None = None  # why that take (take_choice)
     wanted: bool = True  # asked for by this render (--only names its shot, or a wanted take extends it)
     forced: bool = False  # --force: renders even when up to date
     frames_sha256: str | None = field(repr=False, default=None)  # of a fresh take's frames
@@ -124,7 +127,9 @@ class PlannedTake:
 
     @property
     def parent_dir(self) -> Path | None:
-        return take_dir(self.out_dir, self.parent, self.parent_take) if self.parent else None
+        """The parent take's folder (None: not an extension, or its parent take is not chosen yet)."""
+        return None if self.parent is None or self.parent_take is None else take_dir(
+            self.out_dir, self.parent, self.parent_take)
 
     @property
     def artifact_dir(self) -> Path:
@@ -141,6 +146,7 @@ class PlannedTake:
             "shot": self.shot.id, "take": self.take, "seed": self.seed, "mode": self.mode,
             "parent": self.parent, "height": self.height, "width": self.width,
             "parent_take": self.parent_take if self.parent else None,
+            "parent_choice": self.parent_choice.to_json() if self.parent_choice else None,
             "frames": self.frames, "status": self.status, "reasons": self.reasons,
             "action": self.action,
             "estimate_seconds": round(self.estimate_seconds, 1), "cache_key": self.cache_key,
@@ -232,16 +238,18 @@ def check_selection(loaded: LoadedStoryboard, only: list[str] | None, force: lis
 
 def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                ckpt_dir: Path | None = None, engine: str | None = None, *,
-               only: list[str] | None = None, force: list[str] | None = None) -> Plan:
+               only: list[str] | None = None, force: list[str] | None = None,
+               pick: str = "best") -> Plan:
     """`ckpt_dir` and `engine` are the command-line values (None: the storyboard's, then the
     defaults), resolved exactly as `render` resolves them. `only`: the shots to render (and of
     their ancestors the takes they continue from); `force`: shots to render again even when up
-    to date ([]: every shot)."""
+    to date ([]: every shot); `pick`: the take_choice policy for shots without `pick:`."""
     if loaded.model is None:
         raise UserError("the storyboard has errors; nothing to plan", location=at(loaded.path),
                         hint="run `ovi-studio check` to see them")
     check_selection(loaded, only, force)
-    wanted = wanted_takes(loaded, only)
+    check_policy(pick)
+    wanted = wanted_takes(loaded, only, pick)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     ckpt = storyboard_ckpt_dir(loaded, ckpt_dir)
     choice = choose_engine(engine, loaded, ckpt)
@@ -263,12 +271,14 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
     for shot in shots:
         progress.advance()
         check_pick(shot)
-        parent = None
-        if shot.extends:  # the parent's chosen take (parent_take)
-            parent = takes_of[shot.extends][parent_take(loaded.shot(shot.extends))]
+        parent_takes = takes_of.get(shot.extends, [])  # every take of the parent shot
+        chosen = (parent_choice(loaded.shot(shot.extends), parent_takes, pick, loaded.model.qc)
+                  if shot.extends else None)
+        parent = parent_takes[chosen.take] if chosen else None  # None: chosen after they render
+        pending = shot.extends is not None and chosen is None
         s = shot.settings
-        try:
-            mode, (height, width), image_hash = _geometry(variant, shot, parent)
+        try:  # every take of a shot has the same size: any of them sizes an extension
+            mode, (height, width), image_hash = _geometry(variant, shot, parent or next(iter(parent_takes), None))
         except ImageLoadError as exc:
             mode, (height, width), image_hash = "i2v", (None, None), None
             blocked = f"{exc}; {FIRST_FRAME_FIX} ({shot.origin.file}:{shot.line})"
@@ -301,21 +311,26 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                 asked = s.asked_size(variant)
                 inputs["first_frame_aspect"] = list(asked) if asked else None
             planned = PlannedTake(shot, take, s.seed + take, mode, shot.extends, height, width,
-                                  variant.frames, "" if blocked else cache_key(inputs), inputs,
-                                  "blocked", [blocked] if blocked else [], per_take, out_dir,
-                                  parent.take if parent else 0,
+                                  variant.frames, "" if blocked or pending else cache_key(inputs),
+                                  inputs, "blocked", [blocked] if blocked else [], per_take, out_dir,
+                                  None if pending else chosen.take if chosen else 0, chosen,
                                   wanted=wanted is None or (shot.id, take) in wanted, forced=forced)
-            if not blocked:
-                planned.status, planned.reasons = _freshness(planned, parent,
-                                                             takes_of.get(shot.extends, []))
+            if pending and not blocked:  # no key yet: it renders unless a stored take matches
+                planned.status, planned.reasons = "stale", [
+                    "forced (--force)" if forced else _choice_pending(shot.extends, parent_takes)]
+            elif not blocked:
+                planned.status, planned.reasons = _freshness(planned, parent, parent_takes)
             steps.append(planned)
             takes_of.setdefault(shot.id, []).append(planned)
     return Plan(loaded, steps, out_dir, choice, variant, ckpt, checkpoint_identity(False))
 
 
-def wanted_takes(loaded: LoadedStoryboard, only: list[str] | None) -> set[tuple[str, int]] | None:
+def wanted_takes(loaded: LoadedStoryboard, only: list[str] | None,
+                 pick: str = "best") -> set[tuple[str, int]] | None:
     """--only: every take of the named shots, and of their ancestors only the take each one
-    continues from (nothing that nothing asked for renders). None: everything is wanted."""
+    continues from (nothing that nothing asked for renders): the chosen one when no quality
+    check is needed to know it, else take 0 (the best is then chosen among the takes that
+    exist). None: everything is wanted."""
     if not only:
         return None
     wanted = {(name, take) for name in only for take in range(loaded.shot(name).takes)}
@@ -323,10 +338,52 @@ def wanted_takes(loaded: LoadedStoryboard, only: list[str] | None) -> set[tuple[
         shot = loaded.shot(name)
         while shot.extends is not None:
             shot = loaded.shot(shot.extends)
-            if (shot.id, parent_take(shot)) in wanted:
+            fixed = fixed_choice(shot, pick)
+            needed = (shot.id, fixed.take if fixed else 0)
+            if needed in wanted:
                 break
-            wanted.add((shot.id, parent_take(shot)))
+            wanted.add(needed)
     return wanted
+
+
+def parent_choice(shot: ResolvedShot, takes: list[PlannedTake], policy: str, thresholds) -> Choice | None:
+    """The take of `shot` its extensions start from, when the plan can know it: picked, the
+    only one, take 0 (`--pick first`), or the best of takes that are all rendered and checked
+    (qc.json). None: the best is chosen once the takes render and are checked."""
+    fixed = fixed_choice(shot, policy)
+    if fixed is not None:
+        return fixed
+    checks = {}
+    for take in takes:
+        if take.status not in ("fresh", "stored"):
+            return None
+        folder = take.artifact_dir if take.status == "fresh" else take.stored_dir
+        meta, _ = read_take_meta(folder)
+        checks[take.take] = stored_checks(folder, meta or {}, shot, thresholds)
+        if checks[take.take] is None:
+            return None
+    return choose(shot, checks, policy)
+
+
+def _choice_pending(parent: str, takes: list[PlannedTake]) -> str:
+    when = "after they render" if any(t.renders for t in takes) else "once they are checked"
+    return f"extends the best of {parent}'s {len(takes)} takes, chosen {when}"
+
+
+def start_extension(step: PlannedTake, parent: PlannedTake, parent_takes: list[PlannedTake],
+                    choice: Choice) -> None:
+    """Key an extension planned without a parent take (parent_choice was None) as continuing
+    `parent`, chosen now, and decide its freshness as the plan decides every take's."""
+    extend_take(step, parent.take, parent.cache_key, choice)
+    step.status, step.reasons = _freshness(step, parent, parent_takes)
+
+
+def extend_take(step: PlannedTake, parent_take: int, parent_key: str, choice: Choice) -> None:
+    """The key of extension `step` when it continues take `parent_take` (cache key
+    `parent_key`) of its parent shot."""
+    step.parent_take, step.parent_choice = parent_take, choice
+    step.key_inputs = {**step.key_inputs, "parent": parent_key}
+    step.cache_key = cache_key(step.key_inputs)
 
 
 def cache_key(key_inputs: dict) -> str:

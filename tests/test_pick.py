@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ovi_studio import take_choice
 from ovi_studio.plan import build_plan
 from ovi_studio.render import picking, quality
 from ovi_studio.render.engines import ShotOutput
@@ -142,12 +143,14 @@ def test_pick_first_and_best_policies(tmp_path):
     story = tmp_path / "story.yaml"
     story.write_text(STORY, encoding="utf-8")
     shot = load_storyboard(story).shot("harbour")
-    good = [quality.Check("black", quality.PASS, "")]
-    bad = [quality.Check("black", quality.FAIL, "black: 1.00 s from 0.00 s")]
-    best = picking.choose(shot, False, {0: bad, 1: good})
+    good = [take_choice.Check("black", take_choice.PASS, "")]
+    bad = [take_choice.Check("black", take_choice.FAIL, "black: 1.00 s from 0.00 s")]
+    best = take_choice.choose(shot, {0: bad, 1: good})
     assert best.take == 1 and "take 0: 0% (failed black)" in best.reason
-    assert picking.choose(shot, False, {0: bad, 1: good}, "first").take == 0
-    assert picking.choose(shot, True, {0: bad, 1: good}).take == 0  # extended: take 0 until picked
+    assert best.scores == {0: 0.0, 1: 1.0} and best.to_json()["scores"] == {"0": 0.0, "1": 1.0}
+    assert take_choice.choose(shot, {0: bad, 1: good}, "first").take == 0
+    assert take_choice.choose(shot, {0: good, 1: good}).take == 0  # equal scores: the earlier take
+    assert take_choice.choose(shot, {1: good}).take == 1  # take 0 failed
 
 
 def test_pick_cli_messages(story):

@@ -48,7 +48,9 @@ def make(tmp_path: Path, head_prompt="A car starts. Audio: engine.", swap=0) -> 
 
 
 def plan_of(path: Path, **kwargs):
-    return build_plan(load_storyboard(path), **kwargs)
+    """The plan as `plan --pick first` makes it: tail extends head's take 0, keyed from the start
+    (the best of head's takes, chosen once they are checked: test_best_take_extension.py)."""
+    return build_plan(load_storyboard(path), **{"pick": "first", **kwargs})
 
 
 def test_order_modes_sizes_seeds(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ovi_studio.media import audio, ffmpeg
+from ovi_studio import take_choice
 from ovi_studio.render import quality
 from ovi_studio.storyboard import QcThresholds
 from preview_render import rendered_fixture
@@ -38,7 +39,7 @@ def statuses(checks) -> dict[str, str]:
 
 
 def failed(checks) -> set[str]:
-    return {c.name for c in quality.failures(checks)}
+    return {c.name for c in take_choice.failures(checks)}
 
 
 def test_clean_cut_passes_and_report_has_it(rendered):

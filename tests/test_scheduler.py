@@ -43,8 +43,8 @@ class FakeBackend:
 
 def chains() -> list[Task]:
     """a -> a2 -> a3 and b -> b2, plus a lone c."""
-    return [Task("a", None, None), Task("a2", "a", None), Task("a3", "a2", None),
-            Task("b", None, None), Task("b2", "b", None), Task("c", None, None)]
+    return [Task("a", (), None), Task("a2", ("a",), None), Task("a3", ("a2",), None),
+            Task("b", (), None), Task("b2", ("b",), None), Task("c", (), None)]
 
 
 def starts(backend) -> list[str]:
@@ -103,7 +103,7 @@ def test_workers_only_get_takes_they_can_hold():
     schedule(chains(), backend)
     assert {k for e, k, w in backend.log if e == "start" and w == "w0"} == {"a", "a2", "a3"}
     with pytest.raises(RuntimeError, match="no worker"):
-        schedule([Task("x", None, None)], type("NoWorker", (FakeBackend,), {"workers": lambda self: []})(1))
+        schedule([Task("x", (), None)], type("NoWorker", (FakeBackend,), {"workers": lambda self: []})(1))
 
 
 def test_the_inline_backend_is_the_one_worker_case():
@@ -129,5 +129,23 @@ def test_when_the_only_worker_is_restarting_the_scheduler_waits_for_it():
             return was
 
     backend = Restarting(1, {"a": [Outcome(CRASHED, None, "died"), Outcome(DONE)]})
-    outcomes = schedule([Task("a", None, None), Task("a2", "a", None)], backend)
+    outcomes = schedule([Task("a", (), None), Task("a2", ("a",), None)], backend)
     assert outcomes["a"].status == DONE and starts(backend) == ["a", "a", "a2"]
+
+
+def test_a_task_of_several_parents_waits_for_all_and_needs_one_to_succeed():
+    """An extension whose parent take is chosen once every take of its parent shot finished."""
+    takes = [Task("p0", (), None), Task("p1", (), None), Task("x", ("p0", "p1"), None),
+             Task("q0", (), None), Task("q1", (), None), Task("y", ("q0", "q1"), None),
+             Task("y2", ("y",), None)]
+    backend = FakeBackend(2, {"p0": [Outcome(FAILED, None, "bad")], "q0": [Outcome(FAILED, None, "bad")],
+                              "q1": [Outcome(CRASHED, None, "died")]})
+    ready = []  # (task, the tasks that had finished when it was about to be dispatched)
+    outcomes = schedule(takes, backend, max_attempts=2, on_ready=lambda task: ready.append(
+        (task.key, {key for event, key, _ in backend.log if event == "end"})))
+    assert outcomes["x"].status == DONE  # p0 failed, p1 succeeded
+    assert {"p0", "p1"} <= dict(ready)["x"]
+    assert outcomes["y"].reason == "extends q1, which failed" and "y" not in starts(backend)
+    assert outcomes["y2"].reason == "extends y, which failed"
+    assert starts(backend).count("q1") == 2  # a retried task is ready once
+    assert [key for key, _ in ready] == list(dict.fromkeys(starts(backend)))

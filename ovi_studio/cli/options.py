@@ -23,6 +23,7 @@ TAKES = typer.Option(None, "--takes", min=1, max=MAX_TAKES, help=f"takes per sho
 PRESET = typer.Option(None, "--preset", help="GPU memory preset: 80gb | 24gb | 16gb | 12gb | 8gb (see `doctor`); blocks to swap, fp8 and tiled VAE follow from it")
 FP8 = typer.Option(False, "--fp8", help="fp8 fusion weights for every shot (as --set fp8=true): the published fp8 file where there is one, else converted at load (cached)")
 DRAFT = typer.Option(False, "--draft", help="draft tier for every shot (as --set draft=true): fewer steps, guidance-free with `draft_loras`, same seeds; keyed apart from finals")
+PICK = typer.Option("best", "--pick", help="shots without `pick:` (what the cut holds and extensions start from): best (the best take by the quality checks) | first (take 0)")
 BLOCKS_TO_SWAP = typer.Option(None, "--blocks-to-swap", help="fusion layers streamed from CPU memory, N or auto (as --set blocks_to_swap=…); outputs are bit-identical")
 
 

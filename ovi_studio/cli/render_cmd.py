@@ -11,7 +11,6 @@ from rich.markup import escape
 from ovi_studio.cli import options
 from ovi_studio.cli.app import app, err, guarded
 from ovi_studio.errors import UserError
-from ovi_studio.render.picking import POLICIES
 from ovi_studio.render.quality import CHECKS, parse_fail_on
 
 @app.command()
@@ -37,7 +36,7 @@ def render(
     blocks_to_swap: Optional[str] = options.BLOCKS_TO_SWAP,
     attention: str = typer.Option("auto", "--attention", help="attention kernels: auto (flash-attn 3, else 2, else cuDNN, else SDPA; recorded per take) | flash3 | flash2 | cudnn | sdpa | sage (8-bit SageAttention: faster, not exact)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the fusion layers (the first shot pays a one-time compile)"),
-    pick: str = typer.Option("best", "--pick", help="shots without `pick:`: best (the best take by the quality checks) | first (take 0)"),
+    pick: str = options.PICK,
     junit: Optional[Path] = typer.Option(None, "--junit", help="write a JUnit XML file for CI: one test case per take and one for the cut"),
     json_: bool = typer.Option(False, "--json", help="print the run's summary as JSON on stdout (everything else goes to stderr)"),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="quality checks that make the exit code 1, comma-separated (or all): " + ", ".join(CHECKS)),
@@ -52,8 +51,6 @@ def render(
     from ovi_studio.cli.plan_table import print_plan
     from ovi_studio.render.progress import make_progress
 
-    if pick not in POLICIES:
-        raise UserError(f"--pick {pick}: expected {' or '.join(POLICIES)}")
     run_options = options.planned_options(
         storyboard, shots, out, engine, ckpt_dir, set_, force, only, takes, preset, fp8, draft,
         blocks_to_swap, device=device, dtype=dtype, oom_retry=oom_retry, attention=attention,

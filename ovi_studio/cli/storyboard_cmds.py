@@ -55,6 +55,7 @@ def plan_command(
     fp8: bool = options.FP8,
     draft: bool = options.DRAFT,
     blocks_to_swap: Optional[str] = options.BLOCKS_TO_SWAP,
+    pick: str = options.PICK,
 ) -> None:
     """Show what `render` with the same options will do: every take in order, its size and
     seed, whether it renders and why, and the GPU time. Exits 1 when a shot cannot render (e.g.
@@ -63,7 +64,7 @@ def plan_command(
     from ovi_studio.cli.plan_table import print_plan
     from ovi_studio.lint.gate import lint_summary
     run_options = options.planned_options(storyboard, shots, out, engine, ckpt_dir, set_, force,
-                                          only, takes, preset, fp8, draft, blocks_to_swap)
+                                          only, takes, preset, fp8, draft, blocks_to_swap, pick=pick)
     summary = lint_summary(storyboard, ckpt_dir)  # the findings and count `check` gives
     if (summary.warnings or summary.errors) and not as_json:  # --json: in the JSON's "lint"
         err.print(summary.warnings_text().rstrip(), markup=False, highlight=False)

@@ -1,5 +1,5 @@
 """The final cut: its encode settings (the storyboard's `output:` under the render's
-overrides), its segments (the chosen take of every shot, render/picking.py, trimmed where a
+overrides), its segments (the chosen take of every shot, take_choice.py, trimmed where a
 chain continues), and assembling it only when its inputs changed since the last cut."""
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ class RenderOptions:
     preset: str | None = None  # a memory preset of engine.presets (80gb, 24gb, 16gb, 12gb, 8gb)
     attention: str = "auto"  # auto or one of engine.attention.BACKENDS
     compile: bool = False  # torch.compile the fusion layers
-    pick: str = "best"  # render.picking.POLICIES: the best take by quality checks, or take 0
+    pick: str = "best"  # take_choice.POLICIES: the best take by quality checks, or take 0
     fail_on: set[str] = field(default_factory=set)  # quality checks that make the exit code 1
     lint: bool = True  # the lint gate (--no-lint: render despite lint errors; recorded in the report)
     wait: bool = True  # for another render holding the output folder (False: exit naming it)

@@ -30,35 +30,14 @@ import numpy as np
 from ovi_studio.media import audio, ffmpeg, probe
 from ovi_studio.render.continuity import srgb_to_lab
 from ovi_studio.storyboard import QcThresholds
+from ovi_studio.take_choice import FAIL, PASS, QC_FILE, SKIP, Check, draws_stills, qc_key, stored_checks
 from ovi_studio.media.rates import FPS
 
 CHECKS = ("durations", "av_sync", "loudness", "true_peak", "speech", "black", "frozen", "seam",
           "clipping")
-PASS, FAIL, SKIP = "pass", "fail", "skip"
 _FULL_SCALE = 0.999  # a sample this close to 1.0 counts as clipped
 _SPEECH_BAND_HZ = (300.0, 3400.0)  # telephone band: where voices carry their energy
 _WINDOW_S = 0.03  # speech-detector analysis window
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # pass | fail | skip
-    detail: str
-    value: float | None = None
-    limit: float | None = None
-
-    def to_json(self) -> dict:
-        data = {"check": self.name, "status": self.status, "detail": self.detail}
-        if self.value is not None:
-            data["value"] = round(float(self.value), 4)
-        if self.limit is not None:
-            data["limit"] = float(self.limit)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Check":
-        return cls(data["check"], data["status"], data["detail"], data.get("value"), data.get("limit"))
 
 
 def _judge(name: str, ok: bool, value: float | None, limit: float | None, good: str, bad: str) -> Check:
@@ -305,16 +284,6 @@ def _ordered(checks: list[Check]) -> list[Check]:
 
 # -- verdicts --------------------------------------------------------------------------------
 
-def failures(checks: list[Check], names: set[str] | None = None) -> list[Check]:
-    return [c for c in checks if c.status == FAIL and (names is None or c.name in names)]
-
-
-def score(checks: list[Check]) -> float:
-    """Share of the checks that ran which passed (1.0 when none could run)."""
-    ran = [c for c in checks if c.status != SKIP]
-    return sum(c.status == PASS for c in ran) / len(ran) if ran else 1.0
-
-
 def parse_fail_on(text: str | None) -> set[str]:
     """`--fail-on black,loudness` -> {"black", "loudness"}; `all` selects every check."""
     names = {n.strip() for n in (text or "").split(",") if n.strip()}
@@ -330,34 +299,24 @@ def parse_fail_on(text: str | None) -> set[str]:
 
 # -- a take in the output folder -------------------------------------------------------------
 
-QC_FILE = "qc.json"
-QC_VERSION = 2
-
-
 def checks_of_take(take_dir: Path, shot, out_dir: Path, th: QcThresholds) -> list[Check]:
     """The checks of a finished take, measured once and kept in `qc.json` beside it (keyed by
-    the take's file hashes, its seed frame and the thresholds)."""
-    import hashlib
-    import json
+    the take's file hashes, its seed frame and the thresholds: take_choice.qc_key)."""
     from ovi_studio.prompt import spoken_lines
     from ovi_studio.render.artifacts import TakeLayout, read_json, write_json_atomic
     layout = TakeLayout(Path(take_dir))
     meta = read_json(layout.meta) or {}
-    speech = spoken_lines(shot.prompt)
-    still = (meta.get("engine") or {}).get("name") == "preview"
-    key = hashlib.sha256(json.dumps(
-        [QC_VERSION, {k: v.get("sha256") for k, v in meta.get("files", {}).items()}, meta.get("parent"),
-         th.model_dump(), speech, still], sort_keys=True, default=str).encode()).hexdigest()
-    cached = read_json(layout.dir / QC_FILE) or {}
-    if cached.get("key") == key:
-        return [Check.from_json(c) for c in cached["checks"]]
+    kept = stored_checks(layout.dir, meta, shot, th)
+    if kept is not None:
+        return kept
     try:
-        facts = TakeFacts(layout.frames, layout.audio, meta["planned"]["frames"], speech, still,
-                          _seam_pair(layout, meta, out_dir))
+        facts = TakeFacts(layout.frames, layout.audio, meta["planned"]["frames"], spoken_lines(shot.prompt),
+                          draws_stills(meta), _seam_pair(layout, meta, out_dir))
         checks = check_take(facts, th)
     except Exception as exc:  # a meter failing must not lose the render
         return [Check("durations", FAIL, f"the take could not be measured: {exc}")]
-    write_json_atomic(layout.dir / QC_FILE, {"key": key, "checks": [c.to_json() for c in checks]})
+    write_json_atomic(layout.dir / QC_FILE, {"key": qc_key(meta, shot, th),
+                                             "checks": [c.to_json() for c in checks]})
     return checks
 
 

@@ -1,8 +1,8 @@
 """Rendering on a Ray cluster: the scheduler's workers are long-lived Ray actors, one per GPU,
 each holding a loaded engine and rendering many takes (the model never loads per take).
 
-Only small things travel through Ray: render options (paths), a take's (shot, take, cache key)
-and its `TakeRecord` back. Frames, audio and latents are written by the actor straight into the
+Only small things travel through Ray: render options (paths), a take's (shot, take, cache key,
+and for an extension the parent take the driver chose) and its `TakeRecord` back. Frames, audio and latents are written by the actor straight into the
 storyboard's output folder (shared storage on a cluster) under the same content-hash keys as a
 local render, atomically (session.py), so retries and duplicates never corrupt anything.
 
@@ -80,9 +80,14 @@ class RenderWorker:
         session = self._session(options)
         session.prepare_engine(session.plan.to_render)
 
-    def render(self, options, shot: str, take: int, cache_key: str):
+    def render(self, options, shot: str, take: int, cache_key: str, start: tuple | None = None):
+        """Render one take as the driver planned it; `start`: an extension's (parent take, its
+        cache key, take_choice.Choice), as the driver chose them when it dispatched the take."""
+        from ovi_studio.plan import extend_take
         session = self._session(options)
         step = next(s for s in session.plan.steps if s.shot.id == shot and s.take == take)
+        if start is not None:
+            extend_take(step, *start)
         if step.cache_key != cache_key:
             raise RuntimeError(f"{shot}/take{take}: the storyboard or its inputs changed during the "
                                "render (the worker plans another take than the driver)")
@@ -186,8 +191,9 @@ class RayBackend:
 
     def submit(self, worker: str, task: Task):
         session, step = task.payload
+        start = (step.parent_take, step.key_inputs["parent"], step.parent_choice) if step.parent else None
         ref = self.actors[worker].render.remote(remote_options(session), step.shot.id, step.take,
-                                                step.cache_key)
+                                                step.cache_key, start)
         self.refs[ref] = (worker, task)
         return ref
 

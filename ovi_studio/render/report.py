@@ -25,8 +25,9 @@ class TakeRecord:
     reason: str | None = None
     seconds: float | None = None
     files: dict[str, str] = field(default_factory=dict)
-    qc: list | None = None  # quality.Check of the take (None: not checked)
+    qc: list | None = None  # take_choice.Check of the take (None: not checked)
     draft: bool = False  # rendered in the draft tier (fewer steps; not a final)
+    extends: dict | None = None  # an extension: the parent take it started from and why
 
     @property
     def ok(self) -> bool:
@@ -40,12 +41,14 @@ def take_json(record: TakeRecord, out_dir: Path) -> dict:
             "files": {name: _rel(record.dir / path, out_dir) for name, path in record.files.items()}}
     if record.draft:
         data["draft"] = True
+    if record.extends is not None:
+        data["extends"] = record.extends
     if record.reason:
         data["reason"] = record.reason
     if record.seconds is not None:
         data["seconds"] = round(record.seconds, 2)
     if record.qc is not None:
-        from ovi_studio.render.quality import score
+        from ovi_studio.take_choice import score
         data["qc"] = [c.to_json() for c in record.qc]
         data["qc_score"] = round(score(record.qc), 3)
     return data

@@ -1,7 +1,9 @@
 """The one place that decides what renders next, for every backend: a DAG of takes, each
-dispatched only when the take it extends has finished (its last frame exists), to whichever
-worker is idle. The in-process backend is the one-worker case; the Ray backend has one worker
-per GPU (ray_backend.py).
+dispatched only when the takes it may extend have finished (their last frames exist), to
+whichever worker is idle. An extension lists one parent take when its take is chosen already,
+or every take of its parent shot when the best of them is chosen once they are checked (the
+`on_ready` hook, just before its first dispatch). The in-process backend is the one-worker
+case; the Ray backend has one worker per GPU (ray_backend.py).
 
 A worker reports one `Outcome` per attempt: done, failed (the take's own error: not retried,
 its descendants are skipped), or crashed (the worker died under it: retried on a worker that
@@ -24,7 +26,8 @@ LOCAL = "local"  # the in-process backend's one worker
 @dataclass
 class Task:
     key: Hashable
-    parent: Hashable | None  # the task whose output this one starts from (None: independent)
+    parents: tuple[Hashable, ...]  # the tasks this one may start from (): independent); it runs
+    # when all of them have finished and one succeeded, and is skipped when none did
     payload: Any  # what the backend renders (a planned take and its session)
     attempts: int = 0
 
@@ -62,18 +65,45 @@ class Backend(Protocol):
 
 
 def schedule(tasks: list[Task], backend: Backend, on_event: Callable[[Event], None] = lambda e: None,
-             max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> dict[Hashable, Outcome]:
-    """Run every task whose ancestors succeed; return each task's final outcome (a task under
-    a failed one gets FAILED with reason "extends <key>, which failed" and never runs). Of the
-    ready tasks, the earliest in `tasks` goes first (one worker renders in plan order)."""
+             max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+             on_ready: Callable[[Task], None] = lambda task: None) -> dict[Hashable, Outcome]:
+    """Run every task that has a parent that succeeded (or none); return each task's final
+    outcome (a task whose parents all failed gets FAILED with reason "extends <key>, which
+    failed" and never runs). Of the ready tasks, the earliest in `tasks` goes first (one worker
+    renders in plan order). `on_ready(task)` runs once per task, just before its first
+    dispatch, when all its parents have finished."""
     by_key = {task.key: task for task in tasks}
     order = {task.key: index for index, task in enumerate(tasks)}
     children: dict[Hashable, list[Task]] = {}
+    waiting: dict[Hashable, int] = {}  # parents of a task that have not finished yet
     for task in tasks:
-        if task.parent in by_key:
-            children.setdefault(task.parent, []).append(task)
-    ready = [task for task in tasks if task.parent not in by_key]
+        parents = [parent for parent in task.parents if parent in by_key]
+        waiting[task.key] = len(parents)
+        for parent in parents:
+            children.setdefault(parent, []).append(task)
+    ready = [task for task in tasks if not waiting[task.key]]
+    succeeded: set[Hashable] = set()  # tasks with a parent that succeeded
     outcomes: dict[Hashable, Outcome] = {}
+
+    def settle(task: Task, outcome: Outcome) -> None:
+        """A task finished: its children whose parents have all finished run, or are skipped
+        (with their descendants) when none of their parents succeeded."""
+        stack = [(task, outcome)]
+        while stack:
+            parent, result = stack.pop()
+            for child in children.get(parent.key, ()):
+                waiting[child.key] -= 1
+                if result.status == DONE:
+                    succeeded.add(child.key)
+                if waiting[child.key]:
+                    continue
+                if child.key in succeeded:
+                    ready.append(child)
+                    continue
+                skipped = Outcome(FAILED, None, f"extends {parent.key}, which failed")
+                outcomes[child.key] = skipped
+                on_event(Event("skipped", child, None, skipped))
+                stack.append((child, skipped))
     running: dict[Hashable, tuple[Task, str]] = {}  # handle -> task, worker
     while ready or running:
         busy = {worker for _, worker in running.values()}
@@ -84,6 +114,8 @@ def schedule(tasks: list[Task], backend: Backend, on_event: Callable[[Event], No
                 continue
             task = min(fits, key=lambda t: order[t.key])
             ready.remove(task)
+            if not task.attempts:
+                on_ready(task)
             task.attempts += 1
             running[backend.submit(worker, task)] = (task, worker)
             on_event(Event("dispatched", task, worker))
@@ -102,21 +134,8 @@ def schedule(tasks: list[Task], backend: Backend, on_event: Callable[[Event], No
                                   f"{outcome.reason} (crashed {task.attempts} times)")
             outcomes[task.key] = outcome
             on_event(Event(outcome.status, task, worker, outcome))
-            if outcome.status == DONE:
-                ready.extend(children.get(task.key, ()))
-            else:
-                _skip_descendants(task, children, outcomes, on_event)
+            settle(task, outcome)
     return outcomes
-
-
-def _skip_descendants(failed: Task, children: dict, outcomes: dict, on_event) -> None:
-    stack = [(child, failed.key) for child in children.get(failed.key, ())]
-    while stack:
-        task, parent = stack.pop()
-        outcome = Outcome(FAILED, None, f"extends {parent}, which failed")
-        outcomes[task.key] = outcome
-        on_event(Event("skipped", task, None, outcome))
-        stack.extend((child, task.key) for child in children.get(task.key, ()))
 
 
 class InlineBackend:

@@ -23,8 +23,9 @@ from ovi_studio.errors import UserError
 from ovi_studio.lint.gate import LintSummary, lint_gate, lint_skipped
 from ovi_studio.output_names import SIDECAR_SUFFIXES
 from ovi_studio.media.images import ImageLoadError
-from ovi_studio.render import picking, quality
-from ovi_studio.plan import build_plan, check_selection, seeded_from, take_state
+from ovi_studio import take_choice
+from ovi_studio.render import quality
+from ovi_studio.plan import build_plan, check_selection, seeded_from, start_extension, take_state
 from ovi_studio.render.artifacts import META, TakeLayout, link_take, read_meta
 from ovi_studio.render.assembly import sidecar
 from ovi_studio.render.cut import Cut, assemble_cut
@@ -82,7 +83,8 @@ def _render_held(sessions: list, engines: dict, backend) -> list[RenderOutcome]:
         if backend is not None:
             backend.start(sessions)
         schedule(tasks, backend or InlineBackend(_render_in_process),
-                 lambda event: event.task.payload[0].on_event(event))
+                 lambda event: event.task.payload[0].on_event(event),
+                 on_ready=lambda task: task.payload[0].choose_parent_take(task.payload[1]))
     except KeyboardInterrupt:
         interrupted = True
         sessions[0].progress.log("interrupted: finished takes are saved; run again to resume",
@@ -122,7 +124,7 @@ class RenderSession:
         self._engine_identity: dict = {}
         from engine.embedding_cache import cache_root
         self.timings = TimingStore(cache_root())
-        self.choices: dict[str, picking.Choice] = {}
+        self.choices: dict[str, take_choice.Choice] = {}
         self.events: EventLog | None = None  # events.jsonl beside the report (the driver's)
 
     # planning ---------------------------------------------------------------------------
@@ -142,10 +144,14 @@ class RenderSession:
         self.loaded = loaded
         self._check_engine()
         check_selection(loaded, self.options.only, self.options.force)
+        take_choice.check_policy(self.options.pick)
         # after the usage checks (exit 2), before planning and any engine
         self.lint = self._lint() if lint else lint_skipped()
         self.plan = build_plan(loaded, self.options.out_dir, self.options.ckpt_dir, self.options.engine,
-                               only=self.options.only, force=self.options.force)
+                               only=self.options.only, force=self.options.force, pick=self.options.pick)
+        self._takes_of: dict[str, list] = {}  # shot -> its planned takes, by take number
+        for step in self.plan.steps:
+            self._takes_of.setdefault(step.shot.id, []).append(step)
         self.out_dir, self.ckpt_dir = self.plan.out_dir, self.plan.ckpt_dir
         self._engine_name = self.plan.engine.name
         self.cut = Cut(loaded, self.out_dir, cut_overrides, self._engine_name)
@@ -219,8 +225,38 @@ class RenderSession:
                 self._scheduled.append(step)
         keys = {(s.shot.id, s.take) for s in self._scheduled}
         return [Task((self.out_dir, s.shot.id, s.take),
-                     (self.out_dir, s.parent, s.parent_take) if (s.parent, s.parent_take) in keys else None,
+                     tuple((self.out_dir, s.parent, t) for t in self._may_start_from(s) if (s.parent, t) in keys),
                      (self, s)) for s in self._scheduled]
+
+    def _may_start_from(self, step) -> list[int]:
+        """The parent takes an extension may continue: the chosen one, or all of them while
+        the best is to be chosen (choose_parent_take)."""
+        if step.parent is None:
+            return []
+        return [step.parent_take] if step.parent_take is not None else [t.take for t in self._takes_of[step.parent]]
+
+    def choose_parent_take(self, step) -> None:
+        """When an extension is dispatched whose parent take the plan left to choose: check
+        the parent's takes that finished, choose the best (take_choice, as the cut will) and
+        key the extension from it (plan.start_extension): it then renders, or is reused when
+        a take of that key is stored."""
+        if step.parent is None or step.parent_take is not None:
+            return
+        parent_takes = self._takes_of[step.parent]
+        shot = self.loaded.shot(step.parent)
+        checks = {}
+        for take in parent_takes:
+            record = self._finished(take)
+            if record is not None and record.ok:
+                record.qc = quality.checks_of_take(record.dir, shot, self.out_dir, self.loaded.model.qc)
+                checks[take.take] = record.qc
+        choice = take_choice.choose(shot, checks, self.options.pick)
+        start_extension(step, parent_takes[choice.take], parent_takes, choice)
+
+    def _finished(self, step) -> TakeRecord | None:
+        """This run's record of a take that finished or was kept as it is."""
+        outcome = self._outcomes.get((self.out_dir, step.shot.id, step.take))
+        return outcome.result if outcome is not None else self._take_record(step.shot.id, step.take)
 
     def on_event(self, event: Event) -> None:
         """The scheduler's events: the display, and a line each in events.jsonl."""
@@ -258,10 +294,12 @@ class RenderSession:
             if outcome is None:
                 continue
             record = outcome.result
-            if record is None:  # never ran: under a failed take, or its worker kept crashing
-                parent = outcomes.get((self.out_dir, step.parent, step.parent_take))
-                skipped = parent is not None and parent.status == FAILED and outcome.reason.startswith("extends")
-                reason = (f"extends {step.parent}, which {'skipped' if parent.result is None else 'failed'}"
+            if record is None:  # never ran: under failed takes, or its worker kept crashing
+                parents = [outcomes.get((self.out_dir, step.parent, t)) for t in self._may_start_from(step)]
+                parents = [p for p in parents if p is not None and p.status == FAILED]
+                skipped = bool(parents) and outcome.reason.startswith("extends")
+                reason = (f"extends {step.parent}, which "
+                          f"{'skipped' if all(p.result is None for p in parents) else 'failed'}"
                           if skipped else outcome.reason)
                 record = self._record(step, "skipped" if skipped else "failed", reason)
             elif outcome.status == FAILED and record.ok:  # rendered, but reported as crashed
@@ -323,7 +361,7 @@ class RenderSession:
         self.write_review(report)
         fail_on = self.options.fail_on
         failures = self.quality_failures(fail_on) + [
-            f"final: {c['check']}" for c in final.get("qc", []) if c["status"] == quality.FAIL and c["check"] in fail_on]
+            f"final: {c['check']}" for c in final.get("qc", []) if c["status"] == take_choice.FAIL and c["check"] in fail_on]
         return RenderOutcome(self.records, final, path, interrupted, failures, self.out_dir,
                              self.chosen_takes())
 
@@ -362,8 +400,11 @@ class RenderSession:
         return self._by_take.get((shot_id, take))
 
     def _record(self, step, status: str, reason: str | None = None) -> TakeRecord:
+        extends = ({"shot": step.parent, **step.parent_choice.to_json()}
+                   if step.parent is not None and step.parent_choice is not None else None)
         return TakeRecord(step.shot.id, step.take, step.seed, step.mode, step.artifact_dir,
-                          step.cache_key, status, reason, draft=step.shot.settings.draft)
+                          step.cache_key, status, reason, draft=step.shot.settings.draft,
+                          extends=extends)
 
     def _committed(self, step, relink: bool = True) -> dict | None:
         """The take's meta.json when the shot's take is, now, a complete render of the planned
@@ -389,7 +430,10 @@ class RenderSession:
         return meta
 
     def prepare_engine(self, will_render) -> None:
-        if not will_render:
+        """Make the engine and encode the prompts of the takes that will render. Extensions
+        whose parent take is still to be chosen (no key yet) may turn out to be stored: alone,
+        they load nothing (the engine is made when one of them does render)."""
+        if not any(step.cache_key for step in will_render):
             return
         from engine.errors import CheckpointError
         try:
@@ -461,20 +505,18 @@ class RenderSession:
     # quality and the chosen takes -------------------------------------------------------
     def choose_takes(self) -> None:
         """Run the quality checks of every finished take (cached beside it), then choose each
-        shot's take (render.picking)."""
+        shot's take (take_choice: the extensions started from the same)."""
         thresholds = self.loaded.model.qc
         for record in self.records:
             if record.ok:
                 record.qc = quality.checks_of_take(record.dir, self.loaded.shot(record.shot),
                                                    self.out_dir, thresholds)
-                for check in quality.failures(record.qc):
+                for check in take_choice.failures(record.qc):
                     self.progress.log(f"{record.shot}/take{record.take}: quality check {check.name} "
                                       f"failed: {check.detail}")
-        extended = {s.extends for s in self.loaded.shots if s.extends}
         self.choices = {
-            shot.id: picking.choose(shot, shot.id in extended,
-                                    {r.take: r.qc for r in self.records if r.shot == shot.id and r.ok},
-                                    self.options.pick)
+            shot.id: take_choice.choose(shot, {r.take: r.qc for r in self.records if r.shot == shot.id and r.ok},
+                                        self.options.pick)
             for shot in self.loaded.shots}
 
     def _check_cut(self, final: dict) -> None:
@@ -490,9 +532,9 @@ class RenderSession:
         try:
             checks = quality.check_cut(facts, self.loaded.model.qc)
         except Exception as exc:  # a meter failing must not lose the render
-            checks = [quality.Check("durations", quality.FAIL, f"the cut could not be measured: {exc}")]
+            checks = [take_choice.Check("durations", take_choice.FAIL, f"the cut could not be measured: {exc}")]
         final["qc"] = [c.to_json() for c in checks]
-        for check in quality.failures(checks):
+        for check in take_choice.failures(checks):
             self.progress.log(f"final cut: quality check {check.name} failed: {check.detail}",
                               important=True)
 
@@ -513,7 +555,7 @@ class RenderSession:
         for record in self.records:
             if self.choices.get(record.shot) and self.choices[record.shot].take == record.take:
                 found += [f"{record.shot}/take{record.take}: {c.name}"
-                          for c in quality.failures(record.qc or [], names)]
+                          for c in take_choice.failures(record.qc or [], names)]
         return found
 
     # assembly ---------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
 from ovi_studio.media.images import load_i2v_frame, save_png
 from ovi_studio.media.rates import MODEL_AUDIO_RATE
-from ovi_studio.plan import parent_take
 from ovi_studio.render import continuity
 from ovi_studio.render.artifacts import (ERROR, TakeLayout, atomic_target, begin_take, file_record,
                                          link_take, read_meta, write_json_atomic, write_latents)
@@ -120,9 +119,10 @@ def color_match(ctx: TakeContext, step, output: ShotOutput, engine: ShotEngine) 
     mode = step.shot.settings.color_match
     if step.mode != "extend" or mode == "off" or not engine.color_drift:
         return None
-    source = chain_root(ctx.loaded, step.shot.id) if mode == "first" else step.parent
-    ref_take = parent_take(ctx.loaded.shot(source))
-    ref_meta = read_meta(TakeLayout(take_dir(ctx.out_dir, source, ref_take)).meta) or {}
+    source, ref_meta = step.parent, read_meta(TakeLayout(step.parent_dir).meta) or {}
+    while mode == "first" and ref_meta.get("parent"):  # up the takes this chain started from
+        source = ref_meta["parent"]["shot"]
+        ref_meta = read_meta(TakeLayout(take_dir(ctx.out_dir, source, ref_meta["parent"]["take"])).meta) or {}
     if "color_stats" not in ref_meta:
         return None
     reference = continuity.ColorStats.from_json(ref_meta["color_stats"])
@@ -130,13 +130,6 @@ def color_match(ctx: TakeContext, step, output: ShotOutput, engine: ShotEngine) 
     output.frames = continuity.match_color(output.frames, reference)
     return {"mode": mode, "reference_shot": source, "reference": reference.to_json(),
             "before": before.to_json()}
-
-
-def chain_root(loaded, shot_id: str) -> str:
-    shot = loaded.shot(shot_id)
-    while shot.extends is not None:
-        shot = loaded.shot(shot.extends)
-    return shot.id
 
 
 def write_take(ctx: TakeContext, step, layout: TakeLayout, job: ShotJob, output: ShotOutput,
