@@ -87,9 +87,12 @@ def pick(storyboard: str | Path, shot: str, take: int, out_dir: str | Path | Non
     """Choose the take of `shot` that goes in the cut: writes `pick: TAKE` on the shot in the
     storyboard (comments and layout kept) and re-assembles the cut from the takes already
     rendered, never making an engine. Shots that extend `shot` start from the picked take, so
-    they become stale (their records say so)."""
+    they become stale (their records say so). Shots without a pick are chosen as the last render
+    chose them (its `--pick`)."""
     from ovi_studio.errors import UserError
+    from ovi_studio.plan import default_out_dir
     from ovi_studio.render.picking import record_pick
+    from ovi_studio.render.report import previous_report
 
     def no_engine():
         raise UserError("pick never renders; a take it needs is not rendered",
@@ -98,7 +101,9 @@ def pick(storyboard: str | Path, shot: str, take: int, out_dir: str | Path | Non
     if not path.is_file():
         raise UserError(f"{path} does not exist", hint="pass the storyboard you rendered")
     record_pick(path, shot, take)
-    session = RenderSession(RenderOptions(source=path, out_dir=Path(out_dir) if out_dir else None),
+    folder = Path(out_dir) if out_dir else default_out_dir(_load(path))
+    policy = (previous_report(folder) or {}).get("pick_policy") or RenderOptions.pick
+    session = RenderSession(RenderOptions(source=path, out_dir=folder, pick=policy),
                             progress or RenderProgress(quiet=True), no_engine)
     session.prepare()
     with session.progress:

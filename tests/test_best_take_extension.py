@@ -28,12 +28,12 @@ output: {loudness: off, subtitles: false}
 shots:
   - id: pier
     takes: 2
-    scene: An empty pier at dawn.
-    audio: gulls and waves
+    scene: A wooden pier in morning fog.
+    audio: a foghorn far away
   - id: walk
     extends: pier
-    scene: The camera moves along the pier.
-    audio: footsteps on wood
+    scene: Someone walks to the end of the pier.
+    audio: slow steps on planks
 """
 SIZE = 64  # pixels: small frames keep the test fast
 RATE = 16_000
@@ -183,7 +183,7 @@ def test_a_pick_makes_the_extension_stale_and_the_plan_says_why(first, tmp_path)
 
 def test_pick_first_keeps_take_zero(tmp_path):
     story = tmp_path / "story.yaml"
-    story.write_text(STORY, encoding="utf-8")
+    story.write_text(STORY + "  - id: dock\n    scene: A dock.\n    audio: water\n", encoding="utf-8")
     planned = ovi_studio.build_plan(story, options(tmp_path / "out", pick="first"))
     assert step(planned, "walk").parent_take == 0 and step(planned, "walk").cache_key
     _, outcome, report = render(story, tmp_path / "out", pick="first")
@@ -192,6 +192,9 @@ def test_pick_first_keeps_take_zero(tmp_path):
     assert report["shots"][1]["takes"][0]["extends"] == {"shot": "pier", "take": 0,
                                                         "reason": "take 0 (--pick first)"}
     assert meta(tmp_path / "out", "walk", 0)["parent"]["take"] == 0
+    # a later `pick` of another shot chooses the others as that render did (walk stays current)
+    picked = ovi_studio.pick(story, "dock", 0, tmp_path / "out")
+    assert picked.exit_code == 0 and picked.chosen == {"pier": 0, "walk": 0, "dock": 0}
 
 
 def test_when_a_take_of_the_parent_fails_the_extension_starts_from_another(tmp_path):

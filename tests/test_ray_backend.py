@@ -151,3 +151,19 @@ def test_a_shot_that_always_fails_blocks_its_descendants_only(tmp_path):
     assert "a cannot render" in reasons["a"] and reasons["a2"] == "extends a, which failed"
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["failed_shots"] == ["a"]
+
+
+def test_an_extension_of_the_best_take_is_keyed_by_the_driver_and_the_worker_alike(tmp_path):
+    """a has two takes and no pick: a2 waits for both, the driver chooses and sends the choice;
+    the worker keys a2 from it as the driver does (a local re-run finds everything current)."""
+    source = story(tmp_path)
+    source.write_text(STORY.replace("audio: waves\n  - id: a2", "audio: waves\n    takes: 2\n  - id: a2", 1))
+    outcome, _ = render(source, tmp_path / "out", RayBackend(), engine="preview")
+    assert outcome.exit_code == 0, [r.reason for r in outcome.records]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    extends = report["shots"][1]["takes"][0]["extends"]
+    assert extends["take"] == 0 and extends["reason"].startswith("best by quality checks")
+    when = {(e["event"], e["shot"], e["take"]): e["t"] for e in read_events(tmp_path / "out" / "events.jsonl")}
+    assert when["dispatched", "a2", 0] >= max(when["done", "a", 0], when["done", "a", 1])
+    again, _ = render(source, tmp_path / "out", engine="preview")
+    assert {r.status for r in again.records} == {"cached"}

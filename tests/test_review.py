@@ -48,6 +48,7 @@ def test_page_is_self_contained(rendered):
     assert '<span class="speech">The boats are late today.</span>' in page
     assert 'class="caption"' in page
     assert f"ovi-studio pick {out.parent / 'story.yaml'} harbour 1" in page
+    assert '<p class="extends">starts from pier take 0: the only take</p>' in page  # walk's take
     tracks = page.split('id="cut-tracks">')[1].split("</script>")[0]
     import json
     tracks = json.loads(tracks)

@@ -57,7 +57,7 @@ def take_json(record: TakeRecord, out_dir: Path) -> dict:
 def build_report(*, storyboard: Path, out_dir: Path, engine: dict, status: str,
                  records: list[TakeRecord], shot_order: list[str], final: dict,
                  started: float, picks: dict[str, dict] | None = None,
-                 lint: dict | None = None) -> dict:
+                 lint: dict | None = None, pick_policy: str | None = None) -> dict:
     shots = []
     for shot_id in shot_order:
         takes = [take_json(r, out_dir) for r in records if r.shot == shot_id]
@@ -69,6 +69,7 @@ def build_report(*, storyboard: Path, out_dir: Path, engine: dict, status: str,
         "started": _iso(started), "finished": _iso(time.time()),
         "seconds": round(time.time() - started, 2),
         "failed_shots": failed, "shots": shots, "final": final,
+        "pick_policy": pick_policy,  # --pick: how shots without `pick:` were chosen
     }
 
 

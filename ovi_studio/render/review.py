@@ -170,6 +170,10 @@ def _take_card(shot_id: str, take: dict, picked: int | None, out_dir: Path, stor
             + (f' <span class="badge score">score {take["qc_score"]:.0%}</span>' if "qc_score" in take else "")
             + ("" if not chosen else ' <span class="badge chosen">in the cut</span>') + "</h4>")
     body = [head, f'<p class="dim">seed {take["seed"]} · {take["mode"]}</p>']
+    if take.get("extends"):
+        start = take["extends"]
+        body.append(f'<p class="extends">starts from {_e(start["shot"])} take {start["take"]}: '
+                    f'{_e(start["reason"])}</p>')
     if take.get("reason"):
         body.append(f'<p class="reason">{_e(take["reason"])}</p>')
     if meta and layout.frames.is_file():

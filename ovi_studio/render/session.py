@@ -356,7 +356,7 @@ class RenderSession:
             status="interrupted" if interrupted else ("failed" if self._failed() else "ok"),
             records=self.records, shot_order=[s.id for s in self.loaded.shots], final=final,
             started=started, picks={k: c.to_json() for k, c in self.choices.items()},
-            lint=self.lint.to_json())
+            lint=self.lint.to_json(), pick_policy=self.options.pick)
         path = write_report(self.out_dir, report)
         self.write_review(report)
         fail_on = self.options.fail_on
