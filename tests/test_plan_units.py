@@ -17,7 +17,7 @@ import pytest
 from ovi_studio.errors import UserError
 from ovi_studio.plan import (Plan, PlannedTake, cache_key, changed_files, check_pick,
                              check_selection, execution_order, explain_changes, parent_problem,
-                             parent_take, read_take_meta, seeded_from, take_state, wanted_takes)
+                             read_take_meta, seeded_from, take_state, wanted_takes)
 
 
 def sha(data: bytes) -> str:
@@ -294,9 +294,7 @@ def test_only_wants_every_take_of_the_named_shots_and_the_take_each_ancestor_con
     assert wanted_takes(loaded, ["b", "c"]) == {("b", 0), ("b", 1), ("c", 0), ("c", 1), ("a", 2)}
 
 
-def test_the_parent_take_is_the_pick_else_take_0_and_a_pick_must_render():
-    assert parent_take(shot_stub("a", takes=3, pick=2)) == 2
-    assert parent_take(shot_stub("a")) == 0
+def test_a_pick_must_render():
     check_pick(shot_stub("a", takes=3, pick=2))
     check_pick(shot_stub("a", takes=1))
     with pytest.raises(UserError) as raised:
@@ -332,7 +330,7 @@ def test_a_planned_take_in_json_and_its_folders():
     take = planned(parent="a", estimate=12.36)
     assert take.to_json() == {
         "shot": "b", "take": 1, "seed": 8, "mode": "extend", "parent": "a", "height": 352,
-        "width": 640, "parent_take": 2, "frames": 121, "status": "stale", "reasons": ["why"],
+        "width": 640, "parent_take": 2, "parent_choice": None, "frames": 121, "status": "stale", "reasons": ["why"],
         "action": "render", "estimate_seconds": 12.4, "cache_key": "ab12cd",
         "artifact_dir": "/out/shots/b/take1", "key_inputs": {"seed": 8}}
     assert take.artifact_dir == Path("/out/shots/b/take1")

@@ -14,12 +14,13 @@ from PIL import Image
 
 from ovi_studio.media import audio as audio_io
 from ovi_studio.media import video
-from ovi_studio.plan import build_plan
+from ovi_studio.plan import build_plan, extend_take
 from ovi_studio.render import continuity, take
 from ovi_studio.render.artifacts import TakeLayout, read_meta
 from ovi_studio.render.engines import OutOfMemory, ShotOutput, memory_saving
 from ovi_studio.render.take import TakeContext, first_frame, render_take, shot_job
 from ovi_studio.storyboard import load_storyboard
+from ovi_studio.take_choice import Choice
 
 STORY = """\
 version: 1
@@ -57,7 +58,7 @@ def planned(tmp_path, seed_frame="last", color_match="first"):
     (tmp_path / "story.yaml").write_text(STORY.format(seed_frame=seed_frame, color_match=color_match),
                                          encoding="utf-8")
     loaded = load_storyboard(tmp_path / "story.yaml")
-    plan = build_plan(loaded, out_dir=tmp_path / "out")
+    plan = build_plan(loaded, out_dir=tmp_path / "out", pick="first")  # walk continues dock's take 0
     return loaded, {(s.shot.id, s.take): s for s in plan.steps}
 
 
@@ -266,13 +267,17 @@ def test_a_reference_without_colour_statistics_is_not_matched(tmp_path):
     assert np.array_equal(video.read_frames(TakeLayout(steps["walk", 0].artifact_dir).frames, SIZE, SIZE), frames)
 
 
-def test_the_chain_root():
-    class Shot:
-        def __init__(self, id, extends):
-            self.id, self.extends = id, extends
-    shots = {s.id: s for s in (Shot("a", None), Shot("b", "a"), Shot("c", "b"))}
-    loaded = type("Loaded", (), {"shot": staticmethod(shots.__getitem__)})
-    assert [take.chain_root(loaded, s) for s in "abc"] == ["a", "a", "a"]
+def test_first_anchors_to_the_take_the_chain_started_from(tmp_path):
+    loaded, steps = planned(tmp_path)
+    ctx = TakeContext(loaded, tmp_path / "out", None)
+    first = run(ctx, steps["dock", 0], Engine())
+    chosen = run(ctx, steps["dock", 1], Engine())
+    assert chosen["color_stats"] != first["color_stats"]
+    extend_take(steps["walk", 0], 1, steps["dock", 1].cache_key, Choice(1, "best by quality checks"))
+    run(ctx, steps["walk", 0], Engine(frames=frames_of(*[(200, 40, 40)] * 3)))
+    away = run(ctx, steps["away", 0], Engine(frames=frames_of(*[(40, 200, 40)] * 3)))
+    assert away["color_match"]["reference_shot"] == "dock"
+    assert away["color_match"]["reference"] == chosen["color_stats"]  # dock's take 1, not take 0
 
 
 def test_out_of_memory_is_retried_once_with_more_memory_saving_when_asked(tmp_path):
