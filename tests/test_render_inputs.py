@@ -172,6 +172,17 @@ def test_without_the_lint_gate_the_loaders_own_errors_still_stop_the_render(tmp_
         "sfx-broll, talking-head, two-person-dialogue\n  hint: run `ovi-studio check` for details and fixes")
 
 
+def test_the_loaders_errors_are_listed_one_a_line_the_first_20(tmp_path):
+    shots = "".join(f"  - {{id: s{i}, use: nosuch{i}}}\n" for i in range(21))
+    message = error_of(tmp_path, "version: 1\nshots:\n  - {id: a, prompt: x}\n" + shots, lint=False)
+    lines = message.splitlines()
+    assert lines[0].endswith(": the storyboard has 21 error(s) that stop it loading; nothing was rendered")
+    assert len(lines) == 1 + 20 + 1 and lines[-1] == "  hint: run `ovi-studio check` for details and fixes"
+    assert all(line.startswith(f"  {tmp_path / 'story.yaml'}:") and f"unknown template `nosuch{i}`" in line
+               for i, line in enumerate(lines[1:21]))
+    assert [line.split(":")[1] for line in lines[1:21]] == [str(4 + i) for i in range(20)]  # shots s0 to s19
+
+
 def test_a_prompt_csv_is_imported_into_the_output_folder_once(tmp_path):
     (tmp_path / "batch.csv").write_text('text_prompt\n"A dog barks. <AUDCAP>bark<ENDAUDCAP>"\n')
     options = RenderOptions(source=tmp_path / "batch.csv")
