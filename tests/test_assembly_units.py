@@ -197,6 +197,8 @@ def test_shots_pass_when_their_last_piece_is_done():
     assert assembly._shots_passed(segs, cut_pieces(segs)) == [0, 1, 2, 3]
     segs = [seg("a", 10), seg("b", 10)]
     assert assembly._shots_passed(segs, cut_pieces(segs)) == [1, 2]
+    segs = [seg("a", 10), seg("b", 3, transition_frames=3)]  # b is all crossfade: both end there
+    assert assembly._shots_passed(segs, cut_pieces(segs)) == [0, 2]
 
 
 def test_encode_pieces_reports_progress_and_reuses_the_pieces_already_there(frames_files, fake_encoder):
@@ -404,7 +406,7 @@ def test_the_loudnorm_filters_of_both_passes():
 
 def test_loudnorm_measurements_are_read_from_the_last_json_block():
     assert assembly._loudnorm_json("x {\"a\": \"1\"} y\n" + OUTPUT)["output_i"] == "-16.20"
-    with pytest.raises(ValueError, match="loudnorm printed no measurement"):
+    with pytest.raises(ValueError, match="^loudnorm printed no measurement$"):
         assembly._loudnorm_json("no braces here")
 
 
@@ -413,7 +415,8 @@ def _stderr_runs(monkeypatch, *stderrs: str) -> list:
 
     def run(args, **kw):
         runs.append(args)
-        return SimpleNamespace(stderr=next(replies).encode(), stdout=b"", returncode=0)
+        # ffmpeg's log may hold bytes that are not UTF-8 (a file name, a tag): read past them
+        return SimpleNamespace(stderr=b"[in#0] \xff.wav\n" + next(replies).encode(), stdout=b"", returncode=0)
     monkeypatch.setattr(ffmpeg, "run", run)
     return runs
 
@@ -490,12 +493,13 @@ def test_delivery_within_tolerance_or_silent_is_not_corrected(tmp_path, meter, l
     assert gains == [0.0]
 
 
-@pytest.mark.parametrize("lufs, tp, gain", [(-18.0, -6.0, 2.0), (-14.0, -2.0, -2.0), (-20.0, -2.0, 0.8)])
-def test_delivery_off_target_is_corrected_once_under_the_peak_limit(tmp_path, meter, lufs, tp, gain):
+@pytest.mark.parametrize("lufs, tp, gain, recorded", [
+    (-18.0, -6.0, 2.0, 2.0), (-14.0, -2.0, -2.0, -2.0), (-20.0, -2.0, 0.8, 0.8), (-18.12345, -6.0, 2.12345, 2.123)])
+def test_delivery_off_target_is_corrected_once_under_the_peak_limit(tmp_path, meter, lufs, tp, gain, recorded):
     gains, readings = meter
     readings += [_reading(lufs, tp), _reading(-16.1, -2.5)]
     assert assembly.deliver_audio(tmp_path / "p", tmp_path / "a", AssemblySettings()) == \
-        {**_reading(-16.1, -2.5), "corrected_by_db": gain}
+        {**_reading(-16.1, -2.5), "corrected_by_db": recorded}  # in thousandths of a dB
     assert gains[0] == 0.0 and gains[1] == pytest.approx(gain) and len(gains) == 2  # -1.2 dBTP ceiling
 
 
@@ -514,6 +518,18 @@ def test_cues_are_timed_from_each_takes_frame_0_and_kept_to_the_shots_own_stretc
     assert [(round(c.start, 4), round(c.end, 4), c.text) for c in cues] == [
         (0.2, 1.5, "Anna: one two three four five"), (2.0, 2.5, "Go now"),
         (round(83 / 24 + 0.2, 4), round(83 / 24 + 1.4, 4), "Hello there friend")]
+
+
+def test_the_last_but_one_shots_cues_end_where_the_last_crossfades_in():
+    segs = [seg("a", 48, dialogue=(("Anna", "one two three four five"),)), seg("b", 48, transition_frames=12)]
+    cues = assembly.timeline_cues(segs, [0, 36], 84)
+    assert [(round(c.start, 4), round(c.end, 4)) for c in cues] == [(0.2, 1.5)]
+
+
+def test_a_short_shots_speech_fills_it_without_margins():
+    segs = [seg("a", 12, dialogue=((None, "one two three four five"),)), seg("b", 48)]
+    # 0.5 s is too short for 0.2 s margins: the line, compressed to fit, fills the shot
+    assert [(c.start, c.end) for c in assembly.timeline_cues(segs, [0, 12], 60)] == [(0.0, 0.5)]
 
 
 def test_sidecars_sit_beside_the_cut():
@@ -586,7 +602,7 @@ def test_assemble_hands_each_stage_its_files_and_writes_the_sidecars(tmp_path, s
 
 
 def test_assemble_without_loudness_subtitles_chapters_or_cache(tmp_path, stages):
-    work = tmp_path / "work"
+    work = tmp_path / "not" / "yet" / "work"  # made, with its parents
     result = assembly.assemble(_shots(tmp_path), tmp_path / "f.mp4", AssemblySettings(
         loudness_lufs=None, subtitles=False, chapters=False), work)
     assert "normalize" not in stages and result.loudness is None
@@ -613,5 +629,5 @@ def test_a_silent_programme_is_delivered_unnormalised_and_says_so(tmp_path, stag
 
 
 def test_nothing_to_assemble(tmp_path):
-    with pytest.raises(ValueError, match="nothing to assemble"):
+    with pytest.raises(ValueError, match="^nothing to assemble$"):
         assembly.assemble([], tmp_path / "f.mp4", AssemblySettings(), tmp_path)

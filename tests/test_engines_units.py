@@ -55,7 +55,8 @@ def model(monkeypatch):
         if calls.error is not None:
             raise calls.error
         return calls.result or SimpleNamespace(
-            frames=torch.full((2, 4, 6, 3), 7, dtype=torch.uint8), audio=torch.full((5,), 0.5),
+            # wider types than the take keeps: the engine hands on uint8 frames and float32 audio
+            frames=torch.full((2, 4, 6, 3), 7, dtype=torch.int32), audio=torch.full((5,), 0.5, dtype=torch.float64),
             video_latents="video latents", audio_latents="audio latents", timings={"denoise_s": 3.0},
             peak_memory_bytes=1234, height=4, width=6, memory={"blocks_to_swap": 0}, skipped_steps=[3, 4])
     monkeypatch.setattr(engine.pipeline, "generate", generate)
@@ -186,6 +187,8 @@ def test_the_networks_load_once_with_the_engines_options(model):
 
 def test_the_engines_defaults(model):
     engine = OviEngine(Path("/ckpts"), "720x720_5s", device="cpu")
+    identity = engine.identity()  # before any take: no LoRAs, no fp8 file of another tool
+    assert (identity["loras"], identity["fp8_file"]) == ((), None)
     assert (engine.fp8_weights, engine.attention, engine.compile, engine.preset, engine.dtype) == \
         ("scaled", "auto", False, None, None)
     assert engine.networks.args[2] == {"device": "cpu", "dtype": torch.bfloat16, "cache_dir": None,
@@ -266,7 +269,7 @@ def test_the_preview_is_chosen_quietly_when_asked_for():
 
 
 @pytest.mark.parametrize("missing, named", [(("fusion.safetensors",), "fusion.safetensors"),
-                                            (("a", "b", "c"), "a and 2 more")])
+                                            (("a", "b"), "a and 1 more"), (("a", "b", "c"), "a and 2 more")])
 def test_a_fallback_to_the_preview_is_announced_loudly(missing, named):
     lines = []
     factory = _factory(EngineChoice("preview", "auto", missing), lines.append)
