@@ -361,6 +361,12 @@ def test_the_programme_is_cut_and_crossfaded_sample_exactly(tmp_path):
     assert np.array_equal(out[3 * FRAME:], c[FRAME:])
 
 
+def test_the_first_shots_transition_crossfades_from_nothing(tmp_path):
+    a = np.full(2 * FRAME, 0.5, np.float32)
+    out = _programme(tmp_path, [a], AssemblySettings(declick_ms=0), {0: {"transition_frames": 1}})
+    assert np.array_equal(out, a)
+
+
 def test_cuts_get_de_click_ramps_and_crossfades_do_not(tmp_path):
     a, b = np.full(2 * FRAME, 0.5, np.float32), np.full(2 * FRAME, 0.25, np.float32)
     out = _programme(tmp_path, [a, b, a], AssemblySettings(declick_ms=20), {1: {"transition_frames": 1}})
