@@ -116,6 +116,36 @@ def test_segments_trim_seams_end_where_the_next_shot_continues_and_crossfade_whe
         Segment("d", d / "frames.mkv", d / "audio.wav", 64, 48, 121, 0, None, 12, (), "d")]  # b is not just before
 
 
+def _two_shots(tmp_path, shots: str):
+    path = tmp_path / "two.yaml"
+    path.write_text("version: 1\nmodel: 720x720_5s\ncharacters:\n  anna: {name: Anna, look: a woman}\n"
+                    "shots:\n" + shots, encoding="utf-8")
+    return load_storyboard(path)
+
+
+def test_a_chain_of_two_shots_in_cut_order(tmp_path):
+    loaded = _two_shots(tmp_path, "  - id: a\n    scene: '{anna} waves.'\n    dialogue: [{speaker: anna, line: Hello.}]\n"
+                                  "  - id: b\n    extends: a\n    prompt: 'She goes. Audio: steps.'\n"
+                                  "    transition: crossfade\n")
+    out = tmp_path / "out"
+    commit(out, "a", 0)
+    commit(out, "b", 0, parent_index=100)
+    a, b = Cut(loaded, out, {}, "ovi").segments({"a": 0, "b": 0}, lambda s, t: True)[0]
+    assert (a.start_frame, a.end_frame, a.transition_frames, a.dialogue) == (0, 101, 0, (("Anna", "Hello."),))
+    assert (b.start_frame, b.end_frame, b.transition_frames) == (1, None, 12)  # a crossfade of 0.5 s
+
+
+def test_an_extension_listed_before_its_parent_keeps_its_first_frame(tmp_path):
+    loaded = _two_shots(tmp_path, "  - id: tail\n    extends: head\n    prompt: 'She goes. Audio: steps.'\n"
+                                  "  - id: head\n    prompt: 'She waves. Audio: gulls.'\n")
+    out = tmp_path / "out"
+    commit(out, "tail", 0, parent_index=100)
+    commit(out, "head", 0)
+    tail, head = Cut(loaded, out, {}, "ovi").segments({"tail": 0, "head": 0}, lambda s, t: True)[0]
+    assert (tail.shot_id, tail.start_frame, tail.end_frame) == ("tail", 0, None)  # head does not play before it
+    assert (head.start_frame, head.end_frame) == (0, None)
+
+
 def test_the_first_shots_crossfade_is_no_crossfade(tmp_path):
     out = tmp_path / "out"
     path = tmp_path / "one.yaml"
@@ -198,7 +228,7 @@ def _result(out: Path) -> AssemblyResult:
     final = out / "final.mp4"
     final.write_bytes(b"12345")
     return AssemblyResult(final, 233, 466000, [0, 118], cues=[Cue(0.2, 1.0, "Hi")], srt=out / "final.srt",
-                          vtt=out / "final.vtt", chapters=None, loudness={"integrated_lufs": -16.0},
+                          vtt=out / "final.vtt", chapters=out / "final.chapters.txt", loudness={"integrated_lufs": -16.0},
                           pieces=[PieceOutcome(("a",), 112, "k1", True), PieceOutcome(("a", "b"), 6, "k2", False)])
 
 
@@ -207,7 +237,8 @@ def test_the_report_object_of_a_cut(tmp_path):
     segs = [_segment(out, "a", dialogue=(("Anna", "Hi."),)), _segment(out, "b", 1, start_frame=1, end_frame=119,
                                                                        transition_frames=6)]
     assert final_json(_result(out), out, "key1", 12.3456, segs) == {
-        "status": "done", "path": "final.mp4", "srt": "final.srt", "vtt": "final.vtt", "chapters": None,
+        "status": "done", "path": "final.mp4", "srt": "final.srt", "vtt": "final.vtt",
+        "chapters": "final.chapters.txt",
         "frames": 233, "duration_s": 9.7083, "audio_samples_48k": 466000, "segment_starts": [0, 118],
         "loudness": {"integrated_lufs": -16.0}, "bytes": 5, "key": "key1", "seconds": 12.35,
         "segments": [
@@ -234,7 +265,9 @@ def assembler(monkeypatch):
     return calls
 
 
-def test_assemble_cut_assembles_with_the_cuts_settings_tags_and_piece_cache(tmp_path, assembler):
+def test_assemble_cut_assembles_with_the_cuts_settings_tags_and_piece_cache(tmp_path, assembler, monkeypatch):
+    clock = iter([100.0, 102.5])
+    monkeypatch.setattr(cut_module.time, "perf_counter", lambda: next(clock))
     out = tmp_path / "out"
     commit(out, "a", 0)
     cut = Cut(loaded_story(tmp_path), out, {"crf": 20}, "ovi")
@@ -249,7 +282,7 @@ def test_assemble_cut_assembles_with_the_cuts_settings_tags_and_piece_cache(tmp_
     assert phases == [("cut", "assembly")]
     assert logs == [f"assembling 1 shot(s) -> {out / 'final.mp4'}",
                     "cut: reused 1 of 2 encoded piece(s) of the cut; encoded 1: a -> b"]
-    assert final["status"] == "done" and final["key"] == key and final["bytes"] == 5
+    assert final["status"] == "done" and final["key"] == key and final["bytes"] == 5 and final["seconds"] == 2.5
     assert final["segments"][0]["take_dir"] == "shots/a/take0"
 
 
