@@ -43,6 +43,7 @@ shots:
   - id: away
     extends: walk
     prompt: "She is gone. Audio: waves."
+    color_match: {color_match}
   - id: still
     prompt: "A still sea. Audio: waves."
     first_frame: sea.png
@@ -88,7 +89,8 @@ class Engine:
         on_step(1, 1)
         on_phase("denoise")
         frames = self.frames if self.frames is not None else frames_of(*[(20 * job.take + 10 * i, 50, 90) for i in range(3)])
-        return ShotOutput(frames.copy(), np.linspace(-0.5, 0.5, 800, dtype=np.float32), self.latents,
+        sound = np.linspace(-0.5, 0.5, 800, dtype=np.float64 if self.frames is not None else np.float32)
+        return ShotOutput(frames.copy(), sound, self.latents,
                           {"timings": {"denoise_s": 1.5}, "peak_memory_bytes": 77, "steps_run": 1, "when": object()},
                           self.plate)
 
@@ -208,9 +210,12 @@ def test_a_preview_take_keeps_its_plate_and_an_i2v_take_records_its_image(tmp_pa
     loaded, steps = planned(tmp_path)
     ctx = TakeContext(loaded, tmp_path / "out", None)
     plate = np.full((SIZE, SIZE, 3), 9, np.uint8)
-    engine = Engine(plate=plate)
+    wide = frames_of((1, 2, 3), (4, 5, 6)).astype(np.int64)  # whatever types an engine hands back,
+    engine = Engine(plate=plate, frames=wide)  # the take keeps uint8 frames and float32 audio
     meta = run(ctx, steps["still", 0], engine)
     layout = TakeLayout(steps["still", 0].artifact_dir)
+    assert np.array_equal(video.read_frames(layout.frames, SIZE, SIZE), wide)
+    assert audio_io.read_wav(layout.audio)[0].dtype == np.float32
     assert np.array_equal(np.asarray(Image.open(layout.plate)), plate) and "plate" in meta["files"]
     assert meta["ckpt_dir"] is None and "latents" not in meta["files"]
     assert engine.firsts[0].size == (64, 64)
@@ -243,6 +248,8 @@ def test_previous_matches_the_parent_and_off_or_a_driftless_engine_matches_nothi
     run(ctx, steps["dock", 0], Engine())
     walk = run(ctx, steps["walk", 0], Engine(frames=frames_of(*[(200, 40, 40)] * 3)))
     assert walk["color_match"]["reference_shot"] == "dock"
+    away = run(ctx, steps["away", 0], Engine(frames=frames_of(*[(40, 200, 40)] * 3)))
+    assert away["color_match"]["reference_shot"] == "walk" and away["color_match"]["reference"] == walk["color_stats"]
     loaded, steps = planned(tmp_path, color_match="off")
     phases = []
     off = run(TakeContext(loaded, tmp_path / "out", None), steps["walk", 0], Engine(), phases)
@@ -282,12 +289,13 @@ def test_first_anchors_to_the_take_the_chain_started_from(tmp_path):
 
 def test_out_of_memory_is_retried_once_with_more_memory_saving_when_asked(tmp_path):
     loaded, steps = planned(tmp_path)
-    step = steps["dock", 0]
+    step = steps["still", 0]
     with pytest.raises(OutOfMemory):
         run(TakeContext(loaded, tmp_path / "out", None), step, Engine(out_of_memory=1))
     engine, logs = Engine(out_of_memory=1), []
     meta = run(TakeContext(loaded, tmp_path / "out", None, oom_retry=True), step, engine, logs=logs)
-    assert logs == ["dock: out of memory; retrying once with more memory saving"]
+    assert logs == ["still: out of memory; retrying once with more memory saving"]
+    assert engine.firsts[1] is engine.firsts[0] and engine.firsts[0].size == (64, 64)  # the same image again
     first, second = engine.jobs
     assert second.settings == memory_saving(first.settings) and second.settings["tiled_vae"] is True
     assert meta["settings"]["blocks_to_swap"] == 20 and meta["settings"]["tiled_vae"] is True
