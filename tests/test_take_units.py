@@ -5,8 +5,10 @@ out-of-memory retry, colour matching along a chain, and the files and meta.json 
 Frames are a few 16x16 pictures, so each test takes milliseconds of ffmpeg at most."""
 from __future__ import annotations
 
+import calendar
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -138,11 +140,36 @@ def _commit_parent(ctx, step, engine=None, **engine_kw):
 def test_an_extension_starts_from_its_parents_last_frame(tmp_path):
     loaded, steps = planned(tmp_path)
     ctx = TakeContext(loaded, tmp_path / "out", None)
-    parent = _commit_parent(ctx, steps["dock", 0])
+    frames = frames_of((10, 50, 90), (20, 50, 90), (30, 50, 90))
+    frames[1, ::2, ::2] = 255  # the sharpest is not the last
+    parent = _commit_parent(ctx, steps["dock", 0], frames=frames)
     frame, provenance = first_frame(ctx, steps["walk", 0])
-    assert np.array_equal(np.asarray(frame), frames_of((20, 50, 90))[0])  # take 0's third frame
+    assert frame.mode == "RGB" and np.array_equal(np.asarray(frame), frames[2])
     assert provenance == {"shot": "dock", "take": 0, "index": 2, "of": 3, "mode": "last",
                           "frames_sha256": parent["files"]["frames"]["sha256"]}
+
+
+@pytest.mark.parametrize("seed_frame, picture", [("last", "last_frame"), ("sharpest", "plate")])
+def test_a_parent_picture_of_another_mode_is_handed_on_as_rgb(tmp_path, seed_frame, picture):
+    loaded, steps = planned(tmp_path, seed_frame=seed_frame)
+    ctx = TakeContext(loaded, tmp_path / "out", None)
+    _commit_parent(ctx, steps["dock", 0], plate=np.zeros((SIZE, SIZE, 3), np.uint8) if picture == "plate" else None)
+    layout = TakeLayout(steps["dock", 0].artifact_dir)
+    getattr(layout, picture).unlink()
+    Image.new("RGBA", (SIZE, SIZE), (200, 100, 50, 255)).save(getattr(layout, picture))
+    frame, _ = first_frame(ctx, steps["walk", 0])
+    assert frame.mode == "RGB" and frame.getpixel((3, 3)) == (200, 100, 50)
+
+
+@pytest.mark.parametrize("plate", [None, np.zeros((SIZE, SIZE, 3), np.uint8)])
+def test_a_parent_without_its_record_still_seeds_and_says_what_is_unknown(tmp_path, plate):
+    loaded, steps = planned(tmp_path)
+    ctx = TakeContext(loaded, tmp_path / "out", None)
+    _commit_parent(ctx, steps["dock", 0], plate=plate)
+    TakeLayout(steps["dock", 0].artifact_dir).meta.unlink()
+    frame, provenance = first_frame(ctx, steps["walk", 0])
+    assert frame.size == (SIZE, SIZE)
+    assert provenance == {"shot": "dock", "take": 0, "index": 0, "of": 1, "mode": "last", "frames_sha256": None}
 
 
 def test_an_extension_of_a_preview_starts_from_its_plate_not_its_drawn_frames(tmp_path):
@@ -159,7 +186,9 @@ def test_sharpest_picks_the_most_detailed_of_the_last_frames(tmp_path):
     loaded, steps = planned(tmp_path, seed_frame="sharpest")
     ctx = TakeContext(loaded, tmp_path / "out", None)
     frames = frames_of(*[(100, 100, 100)] * 9)
-    frames[6, ::2, ::2] = 255  # frame 6 of 9: a fine checker, the sharpest
+    frames[1, ::2, ::2] = 255  # outside the last six frames: not considered
+    frames[1, ::3, 1::2] = 0
+    frames[6, ::2, ::2] = 255  # frame 6 of 9: a fine checker, the sharpest of the last six
     frames[8, :8] = 0  # the last: one soft edge
     _commit_parent(ctx, steps["dock", 0], frames=frames)
     frame, provenance = first_frame(ctx, steps["walk", 0])
@@ -169,7 +198,16 @@ def test_sharpest_picks_the_most_detailed_of_the_last_frames(tmp_path):
 
 # -- rendering and committing -------------------------------------------------------------------
 
-def test_a_take_is_rendered_committed_and_linked(tmp_path):
+@pytest.fixture()
+def far_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_take_is_rendered_committed_and_linked(tmp_path, far_time_zone):
     loaded, steps = planned(tmp_path)
     step = steps["dock", 1]
     ctx = TakeContext(loaded, tmp_path / "out", tmp_path / "ckpts")
@@ -203,6 +241,8 @@ def test_a_take_is_rendered_committed_and_linked(tmp_path):
     assert set(meta["engine_info"]) == {"steps_run", "when"} and meta["engine_info"]["steps_run"] == 1
     assert isinstance(meta["engine_info"]["when"], str)  # anything the engine says is kept as text
     assert meta["created"].endswith("Z") and len(meta["created"]) == 20
+    created = calendar.timegm(time.strptime(meta["created"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert abs(created - time.time()) < 120  # UTC, whatever the machine's time zone (set below)
     assert meta["ovi_studio"] == __import__("ovi_studio").__version__
 
 
