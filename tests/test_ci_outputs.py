@@ -42,6 +42,7 @@ def cases(xml: str) -> dict[str, ET.Element]:
     return {c.get("name"): c for c in ET.fromstring(xml).iter("testcase")}
 
 
+@pytest.mark.slow
 def test_junit_validates_and_reports_each_take(tmp_path):
     xmlschema = pytest.importorskip("xmlschema")
     schema = xmlschema.XMLSchema(str(SCHEMA))
@@ -77,6 +78,7 @@ def test_junit_validates_and_reports_each_take(tmp_path):
         schema.validate(xml.replace('name="final cut"', ""))
 
 
+@pytest.mark.slow
 def test_cli_json_summary_line_and_mp4_tags(tmp_path):
     story = tmp_path / "story.yaml"
     story.write_text(STORY, encoding="utf-8")

@@ -29,6 +29,7 @@ def inputs(clean: bool):
     return video, audio, torch.tensor([500]), text, text, clean
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clean", [False, True], ids=["t2v", "i2v"])
 def test_a_fusion_layer_has_no_graph_break(tiny, clean):
     torch._dynamo.reset()

@@ -62,6 +62,7 @@ def _assert_resumed_cleanly(story: Path, out: Path, before: dict[str, bytes]) ->
     assert report["status"] == "ok" and (out / "final.mp4").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_kill_mid_assembly_then_resume(tmp_path):
     story, out = tmp_path / "story.yaml", tmp_path / "out"
     story.write_text(STORY)
@@ -94,6 +95,7 @@ def test_kill_at_a_random_moment_then_resume(tmp_path, seed):
     _assert_resumed_cleanly(story, out, before)
 
 
+@pytest.mark.slow
 def test_two_renders_of_one_storyboard_at_once_both_end_well(tmp_path):
     story, out = tmp_path / "story.yaml", tmp_path / "out"
     story.write_text(STORY)

@@ -31,6 +31,7 @@ shots:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [-16.0, -23.0])
 def test_the_delivered_cut_reads_the_target_on_ffmpegs_meter_and_is_stereo(tmp_path: Path, target):
     story = tmp_path / "story.yaml"

@@ -19,6 +19,7 @@ from preview_render import rendered_fixture  # noqa: E402
 rendered = rendered_fixture("export")
 
 
+@pytest.mark.slow
 def test_otio_clips_durations_markers(rendered):
     out, report = rendered
     path = export(out, "otio", None, "The pier")
@@ -81,6 +82,7 @@ def test_fcp7_xml_edl_and_bundle(rendered):
                      "media/pier-take0.mp4", "media/walk-take0.mp4"]
 
 
+@pytest.mark.slow
 def test_cli_errors_are_messages(rendered, tmp_path):
     out, _ = rendered
     story = out.parent / "story.yaml"

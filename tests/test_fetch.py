@@ -75,6 +75,7 @@ def layout_files(folder: Path) -> dict[str, bytes]:
             if not rel.startswith(".") and rel != ARCH_FILENAME}
 
 
+@pytest.mark.slow
 def test_fetch_of_one_variant_gets_exactly_its_files_verified_and_renders(hub, tiny_ckpt_short, tmp_path):
     ckpts = tmp_path / "ckpts"
     result = fetch("--ckpt-dir", ckpts, "--models", "720x720_5s")

@@ -84,6 +84,7 @@ class RecordingPreview(PreviewEngine):
         return super().render(job, first_frame, on_step, on_phase)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, source_size", [("", (160, 90)), ("    aspect: '1:1'\n", (90, 90))])
 def test_the_session_hands_the_engine_the_upright_source_pixels(tmp_path, extra, source_size):
     """A rotated phone photo is not a sideways first frame, and the engine gets the original

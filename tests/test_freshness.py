@@ -105,6 +105,7 @@ def rendered_story(first_render):
     ("last_frame.png", corrupt), ("plate.png", Path.unlink), ("meta.json", Path.unlink),
     ("meta.json", truncate),
 ])
+@pytest.mark.slow
 def test_plan_dry_run_and_render_agree_after_damage(rendered_story, name, damage):
     story, out = rendered_story
     damage(out / "shots" / "a" / "take0" / name)
@@ -122,6 +123,7 @@ def test_a_changed_file_is_named_as_the_reason(rendered_story):
     assert agree(story, out) == {"c/take0"}
 
 
+@pytest.mark.slow
 def test_a_parent_rendered_again_makes_its_extension_stale(rendered_story):
     story, out = rendered_story
     assert agree(story, out, "--force", "a") == {"a/take0", "b/take0"}
@@ -130,6 +132,7 @@ def test_a_parent_rendered_again_makes_its_extension_stale(rendered_story):
     assert plan[1]["reasons"] == ["upstream shot a renders"]
 
 
+@pytest.mark.slow
 def test_selection_and_settings_plan_as_they_render(rendered_story):
     story, out = rendered_story
     actions = planned(story, out, "--set", "steps=7", "--only", "b")
@@ -137,6 +140,7 @@ def test_selection_and_settings_plan_as_they_render(rendered_story):
     assert agree(story, out, "--set", "steps=7", "--only", "b") == {"a/take0", "b/take0"}
 
 
+@pytest.mark.slow
 def test_undoing_an_edit_relinks_the_stored_take_without_rendering(rendered_story):
     story, out = rendered_story
     link = out / "shots" / "c" / "take0"
@@ -155,6 +159,7 @@ def test_undoing_an_edit_relinks_the_stored_take_without_rendering(rendered_stor
     assert set(planned(story, out).values()) == {"up to date"}
 
 
+@pytest.mark.slow
 def test_cache_gc_removes_only_takes_no_shot_points_at(rendered_story):
     story, out = rendered_story
     story.write_text(STORY.replace("Rain on glass", "Hail on glass"))
@@ -172,6 +177,7 @@ def test_cache_gc_removes_only_takes_no_shot_points_at(rendered_story):
     assert "0 unreferenced" in invoke("cache", "gc", story, "-o", out).output
 
 
+@pytest.mark.slow
 def test_a_take_folder_from_before_the_store_is_read_then_moved_into_it(tmp_path):
     story = tmp_path / "story.yaml"
     story.write_text(STORY)
@@ -193,6 +199,7 @@ def test_a_take_folder_from_before_the_store_is_read_then_moved_into_it(tmp_path
     assert rendered(story, out) == set()
 
 
+@pytest.mark.slow
 def test_without_symbolic_links_the_take_in_use_is_a_folder_and_undo_still_reuses(tmp_path, monkeypatch):
     import ovi_studio
     from ovi_studio.render.progress import RenderProgress

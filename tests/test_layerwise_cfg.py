@@ -44,6 +44,7 @@ def _denoise(model, solver, i2v, streamer=None):
                    streamer=streamer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i2v", [False, True], ids=["t2v", "i2v"])
 @pytest.mark.parametrize("solver", ["unipc", "dpm++", "euler"])
 def test_layerwise_cfg_is_bit_identical_to_sequential_forwards(tiny, solver, i2v, monkeypatch):

@@ -316,6 +316,7 @@ def test_huge_prompts_get_one_finding():
     assert [f.code for f in found] == ["OVI304"] and "characters" in found[0].message
 
 
+@pytest.mark.slow
 def test_exact_count_matches_transformers_on_the_test_tokenizer(tmp_path):
     """Our torch-free count equals what the reference's AutoTokenizer path produces."""
     import shutil

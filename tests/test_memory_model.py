@@ -52,6 +52,7 @@ def test_one_denoising_step_stays_within_the_activation_estimate(tiny_ckpt, fram
     check(meter.peak, activation_bytes(load_arch(tiny_ckpt), video_tokens, audio))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiling", [None, Tiling()], ids=["untiled", "tiled"])
 def test_a_decode_stays_within_its_estimate(tiny_ckpt, tiling):
     params = load_arch(tiny_ckpt).video_vae

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ovi_studio.cli import app
@@ -40,6 +41,7 @@ def _report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.slow
 def test_only_assembles_the_cut_from_the_other_shots_even_when_stale(tmp_path):
     story, out = tmp_path / "s.yaml", tmp_path / "out"
     story.write_text(STORY.format(market="A fish market at noon."))
@@ -54,6 +56,7 @@ def test_only_assembles_the_cut_from_the_other_shots_even_when_stale(tmp_path):
     assert status == {"harbour": "cached", "pier": "cached", "market": "outdated"}
 
 
+@pytest.mark.slow
 def test_only_exits_1_naming_the_shots_of_the_cut_that_have_no_take(tmp_path):
     story, out = tmp_path / "s.yaml", tmp_path / "out"
     story.write_text(STORY.format(market="A fish market at noon."))

@@ -65,6 +65,7 @@ def tree(root: Path) -> dict[str, bytes | str]:
     return entries
 
 
+@pytest.mark.slow
 def test_user_dot_files_in_the_output_folder_stay_byte_identical(tmp_path):
     out = tmp_path / "out"
     user_files = {".work": None, ".work-notes/keep.txt": b"mine", ".cut.tmp-1.mp4": b"\x00draft",
@@ -122,6 +123,7 @@ def test_a_planted_symlinked_folder_is_refused_before_anything_is_written(tmp_pa
     assert {k: v for k, v in after.items() if not k.startswith("out/.ovi-studio")} == before
 
 
+@pytest.mark.slow
 def test_a_planted_symlink_in_place_of_a_file_is_replaced_never_written_through(tmp_path):
     victim = tmp_path / "victim.json"
     victim.write_text("precious")
@@ -136,6 +138,7 @@ def test_a_planted_symlink_in_place_of_a_file_is_replaced_never_written_through(
     assert not (out / "report.json").is_symlink() and json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["-draft", "take:2", "file:x", "[red]x[/]"])
 def test_output_folder_names_ffmpeg_could_misread(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
@@ -155,6 +158,7 @@ def test_bad_output_folders_are_clear_errors(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_broken_state_is_set_aside_once_and_the_render_goes_on(tmp_path):
     story, out = _story(tmp_path), tmp_path / "out"
     assert render(story, "-o", out).exit_code == 0

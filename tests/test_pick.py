@@ -93,6 +93,7 @@ def story(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_pick_reassembles_without_an_engine(story):
     report = json.loads((story.parent / "out" / "report.json").read_text())
     assert report["shots"][0]["pick"]["take"] == 0  # equal scores: the earlier take
@@ -116,6 +117,7 @@ def test_pick_reassembles_without_an_engine(story):
     assert np.abs(first_frame_colour(session) - COLOURS[0]).max() < 6
 
 
+@pytest.mark.slow
 def test_repicking_a_parent_makes_extensions_stale(story):
     picking.record_pick(story, "pier", 1)
     loaded = load_storyboard(story)
@@ -153,6 +155,7 @@ def test_pick_first_and_best_policies(tmp_path):
     assert take_choice.choose(shot, {1: good}).take == 1  # take 0 failed
 
 
+@pytest.mark.slow
 def test_pick_cli_messages(story):
     run = lambda *a: subprocess.run([sys.executable, "-m", "ovi_studio", "pick", str(story), *a,  # noqa: E731
                                      "-o", str(story.parent / "out")], capture_output=True, text=True)

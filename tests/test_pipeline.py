@@ -43,6 +43,7 @@ def request(**changes) -> ShotRequest:
     return ShotRequest(**{**base, **changes})
 
 
+@pytest.mark.slow
 def test_t2v_shot(nets):
     result = generate(nets, request())
     height, width = snap_t2v_size(720, 1280, 4096)
@@ -103,6 +104,7 @@ def test_describe(nets):
     assert info["preset"] is None and info["blocks_to_swap"] == 0 and info["offload"] is False
 
 
+@pytest.mark.slow
 def test_swapping_and_offload_give_the_same_shot_and_load_once(nets, short_ckpt, monkeypatch):
     """Streamed layers + parked networks: same bits as all-resident, over several shots with
     the model loaded once (i2v between two t2v shots moves the VAE back and forth)."""
@@ -143,6 +145,7 @@ def test_a_preset_budget_decides_whether_the_text_encoder_streams(nets, monkeypa
     assert budgets == [8 << 30] and streamed == [True]
 
 
+@pytest.mark.slow
 def test_compiled_layers_agree_with_eager_and_are_reported(nets, short_ckpt):
     """`compile=True` runs the fusion layers through one torch.compile graph (all layers share
     it); inductor fuses bf16 ops differently, so the latents agree closely, not bit for bit."""

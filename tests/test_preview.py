@@ -54,6 +54,7 @@ def test_first_frame_is_the_picture():
     assert tuple(centre) == (200, 20, 20)
 
 
+@pytest.mark.slow
 def test_quickstart_renders_with_the_planned_duration_and_subtitles(tmp_path):
     options = RenderOptions(source=REPO / "storyboards" / "quickstart.yaml", out_dir=tmp_path, engine="preview")
     session = RenderSession(options, RenderProgress(quiet=True))
@@ -93,6 +94,7 @@ shots:
 """
 
 
+@pytest.mark.slow
 def test_an_extension_preview_shows_its_own_text_on_its_parents_picture_not_its_captions(tmp_path):
     from ovi_studio.media import video
     from ovi_studio.render.preview import overlay, with_scene_text
@@ -117,6 +119,7 @@ def test_an_extension_preview_shows_its_own_text_on_its_parents_picture_not_its_
     assert not np.array_equal(parent_last, parent_plate)  # the parent's frames do carry drawings
 
 
+@pytest.mark.slow
 def test_the_report_says_when_guide_speech_is_tones(tmp_path, monkeypatch):
     import shutil as _shutil
     real_which = _shutil.which

@@ -45,6 +45,7 @@ def _session(tmp_path: Path, stream, engine="preview", **options) -> RenderSessi
     return session
 
 
+@pytest.mark.slow
 def test_a_piped_log_has_one_line_per_phase_of_every_take_and_the_cut(tmp_path, monkeypatch):
     monkeypatch.setenv("OVI_STUDIO_CACHE", str(tmp_path / "cache"))
     log = io.StringIO()
@@ -79,6 +80,7 @@ def test_the_model_shows_encoding_loading_each_step_and_decoding(tmp_path, tiny_
     assert "  cut: assembling the cut" in proc.stdout
 
 
+@pytest.mark.slow
 def test_estimates_come_from_measured_takes_on_the_same_key(tmp_path, monkeypatch):
     monkeypatch.setenv("OVI_STUDIO_CACHE", str(tmp_path / "cache"))
     first = _session(tmp_path, io.StringIO())
@@ -151,6 +153,7 @@ def test_count_progress_reports_done_rate_and_eta_only_for_large_jobs(monkeypatc
     assert quiet.getvalue() == ""
 
 
+@pytest.mark.slow
 def test_check_of_a_large_storyboard_shows_progress_on_stderr(tmp_path):
     shots = "".join(f"  - id: s{i}\n    scene: A harbour at dawn, boat {i}.\n    audio: Gulls.\n"
                     for i in range(progress_mod.LARGE))

@@ -4,9 +4,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 
 
+@pytest.mark.slow
 def test_the_python_api_examples_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     assert len(blocks) >= 4

@@ -42,6 +42,7 @@ def failed(checks) -> set[str]:
     return {c.name for c in take_choice.failures(checks)}
 
 
+@pytest.mark.slow
 def test_clean_cut_passes_and_report_has_it(rendered):
     out, report = rendered
     checks = quality.check_cut(cut_facts(out, report, out / "final.mp4"), QcThresholds())

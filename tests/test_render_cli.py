@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ovi_studio.cli import app
@@ -134,6 +135,7 @@ def test_lint_errors_stop_the_render_before_anything_renders(tmp_path):
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["clip.mp4"]
 
 
+@pytest.mark.slow
 def test_no_lint_renders_anyway_and_says_so_in_the_report(tmp_path):
     story = _story(tmp_path, LINT_ERRORS.replace("    duration: 7\n", ""))
     result = invoke(story, "-o", tmp_path / "out", "--engine", "preview", "--no-lint")
@@ -142,6 +144,7 @@ def test_no_lint_renders_anyway_and_says_so_in_the_report(tmp_path):
     assert report["lint"] == {"skipped": True, "reason": "--no-lint"}
 
 
+@pytest.mark.slow
 def test_warnings_are_shown_and_the_render_goes_on(tmp_path):
     story = _story(tmp_path, LINT_ERRORS.split("  - id: door")[0] + """\
   - id: busy
@@ -197,6 +200,7 @@ def test_auto_falls_back_to_preview_with_a_banner(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "final.mp4").is_file()
 
 
+@pytest.mark.slow
 def test_a_csv_prompt_file_renders(tmp_path):
     csv = tmp_path / "prompts.csv"
     csv.write_text('text_prompt\n"A dog barks. <S>Woof there.<E> Audio: barking"\n"A cat sleeps. Audio: purring"\n')
@@ -224,6 +228,7 @@ def test_an_unknown_memory_preset_is_a_clear_error(tmp_path, tiny_ckpt):
     assert "unknown memory preset '3gb'" in result.output and "12gb" in result.output
 
 
+@pytest.mark.slow
 def test_attention_and_compile_are_chosen_and_reported(tmp_path, tiny_ckpt_short):
     story = _story(tmp_path, "version: 1\nmodel: 720x720_5s\nshots:\n  - id: one\n    scene: A cat.\n")
     common = [story, "-o", tmp_path / "out", "--engine", "ovi", "--ckpt-dir", tiny_ckpt_short,

@@ -58,6 +58,7 @@ def test_fp8_means_the_published_file_where_there_is_one(tmp_path, tiny_ckpt_sho
     assert fp8_weights(folder, variant_960) == "scaled"  # the published file is a 720 model
 
 
+@pytest.mark.slow
 def test_a_preset_with_fp8_keys_the_takes_and_leaving_it_re_renders(tmp_path, tiny_ckpt_short):
     plan, _ = render(tmp_path, tiny_ckpt_short, preset="8gb")
     assert all(step.key_inputs["fp8"] is True for step in plan.steps)
@@ -68,6 +69,7 @@ def test_a_preset_with_fp8_keys_the_takes_and_leaving_it_re_renders(tmp_path, ti
     assert meta(tmp_path, "a")["engine_info"]["memory"]["fp8"] is False
 
 
+@pytest.mark.slow
 def test_shots_that_differ_in_fp8_reload_the_model_between_them(tmp_path, tiny_ckpt_short, monkeypatch):
     loads = []
     real_load = networks_module.load_fusion_model

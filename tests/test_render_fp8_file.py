@@ -38,6 +38,7 @@ def story(tmp_path, extra: str = ""):
     return path
 
 
+@pytest.mark.slow
 def test_a_shot_renders_with_the_chosen_file_and_a_new_file_stales_it(tmp_path, tiny_ckpt_short,
                                                                        fusion_state, monkeypatch):
     write_musubi_fp8(fusion_state, tmp_path / "musubi.safetensors")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from blocking_cli import start_blocked
 from ovi_studio.media import probe
 
@@ -52,6 +54,7 @@ def _finish(story: Path, out: Path) -> subprocess.CompletedProcess:
                            "--engine", "preview", "-q"], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_shot_then_resume(tmp_path):
     out = tmp_path / "out"
     proc, story = _start(tmp_path, out)
@@ -73,6 +76,7 @@ def test_sigkill_mid_shot_then_resume(tmp_path):
     assert probe.count_video_frames(out / "final.mp4") == 3 * 121 - 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_saves_what_is_done(tmp_path):
     out = tmp_path / "out"
     proc, story = _start(tmp_path, out)

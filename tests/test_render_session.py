@@ -101,6 +101,7 @@ def check_cut(session, outcome):
     return frames
 
 
+@pytest.mark.slow
 def test_four_shots_with_a_chain_and_two_takes(tmp_path):
     story = write(tmp_path, FOUR_SHOTS)
     session, outcome = render(story, tmp_path / "out", engine="preview")
@@ -125,6 +126,7 @@ def test_four_shots_with_a_chain_and_two_takes(tmp_path):
     assert page.count('src="final.mp4#t=') == 4
 
 
+@pytest.mark.slow
 def test_four_shots_with_a_chain_and_two_takes_through_the_model(tmp_path, tiny_ckpt_short):
     """The same storyboard through the tiny model in the real checkpoint formats (a short
     variant, 17 frames per take): every take renders, the cut drops the seams, streams agree."""
@@ -215,6 +217,7 @@ def test_out_of_memory_gives_advice_and_retries_once_when_asked(tmp_path, retry)
         assert "tiled_vae" in outcome.records[0].reason and "blocks_to_swap" in outcome.records[0].reason
 
 
+@pytest.mark.slow
 def test_twenty_shots_do_not_drift(tmp_path):
     shots = "\n".join(f"  - id: s{i:02d}\n    scene: Shot number {i}.\n    audio: room tone\n"
                       + ("    dialogue:\n      - speaker: Bo\n        line: One two three.\n" if i % 3 == 0 else "")
@@ -231,6 +234,7 @@ def run_state(path) -> bool:
     return path.name in ("report.json", "report.html", "events.jsonl") or ".ovi-studio" in path.parts
 
 
+@pytest.mark.slow
 def test_rendering_again_renders_nothing_and_edits_cascade_to_descendants_only(tmp_path):
     story = write(tmp_path, FOUR_SHOTS)
     session, first = render(story, tmp_path / "out", engine="preview")
@@ -254,6 +258,7 @@ def test_rendering_again_renders_nothing_and_edits_cascade_to_descendants_only(t
     check_cut(session, edited)
 
 
+@pytest.mark.slow
 def test_force_only_and_takes(tmp_path):
     story = write(tmp_path, FOUR_SHOTS)
     render(story, tmp_path / "out", engine="preview")

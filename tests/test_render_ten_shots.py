@@ -40,6 +40,7 @@ def bytes_in_use(device: str) -> int:
     return sum(storages.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_ten_shots_load_the_model_once_and_memory_holds_steady(tmp_path, tiny_ckpt_short,
                                                                monkeypatch, device):

@@ -33,6 +33,7 @@ class _References(HTMLParser):
             self.sections.append(attrs["id"])
 
 
+@pytest.mark.slow
 def test_page_is_self_contained(rendered):
     out, report = rendered
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -63,6 +64,7 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason="chromium and chromedriver are not installed")
 def test_page_in_headless_chromium(rendered):
     webdriver = pytest.importorskip("selenium.webdriver")

@@ -196,6 +196,7 @@ def corpus_env(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_generated_corpus_never_crashes_and_check_comes_first(corpus_env, monkeypatch):
     rng = random.Random(SEED)
     passed_check = []

@@ -146,6 +146,7 @@ def test_a_shared_first_frame_is_read_once(tmp_path, monkeypatch):
     assert images._first_frame_file.cache_info().misses == bench_scale.SHARED_FRAMES + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chain_form", [False, True])
 def test_check_and_plan_of_a_storyboard_grow_linearly(tmp_path, chain_form):
     def work(n):

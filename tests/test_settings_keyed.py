@@ -97,6 +97,7 @@ def _key(ckpt: Path, cache_dir: Path, text: str = "a cat", dtype=None) -> str:
         return PromptEmbeddings(ckpt, load_arch(ckpt).t5, cache, dtype=dtype or torch.bfloat16).key(text)
 
 
+@pytest.mark.slow
 def test_the_embedding_key_holds_text_encoder_tokenizer_and_dtype(tmp_path, tiny_ckpt):
     import torch
     from engine.layout import T5_WEIGHTS, TOKENIZER_DIR

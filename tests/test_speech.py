@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ovi_studio.cli import app
@@ -38,6 +39,7 @@ def _srt(text: str) -> list[tuple[float, float, str]]:
     return cues
 
 
+@pytest.mark.slow
 def test_a_csv_import_with_speech_gets_cues_of_its_speech_within_the_speech_time(tmp_path: Path):
     path = tmp_path / "prompts.csv"
     with path.open("w", newline="") as f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from ruamel.yaml import YAML
 
@@ -52,6 +53,7 @@ def test_random_documents(tmp_path_factory, tree):
     _load(path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(shots=st.lists(st.dictionaries(st.sampled_from(KEYS), TREES, max_size=6), max_size=4))
 def test_random_shots_in_a_valid_frame(tmp_path_factory, shots):

@@ -52,6 +52,7 @@ def test_long_text_keeps_its_end_token(tokenizer):
     assert len(ids) == LENGTH and sum(mask) == LENGTH and ids[-1] == 1  # </s>
 
 
+@pytest.mark.slow
 def test_no_transformers_import():
     """The engine tokenizes with `tokenizers` alone (transformers' version cannot matter)."""
     code = ("import sys; from engine.tokenizer import Tokenizer; "

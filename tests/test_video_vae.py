@@ -85,6 +85,7 @@ def spatially_local(vae: VideoVAE) -> VideoVAE:
 TILING_TOL = 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiling", [Tiling(64, 32), Tiling(96, 64), Tiling(32, 32), Tiling()])
 def test_tiling_adds_no_error_of_its_own(vae, tiling):
     local = spatially_local(vae)
