@@ -181,6 +181,7 @@ def test_a_pick_makes_the_extension_stale_and_the_plan_says_why(first, tmp_path)
     assert walk.parent_choice.reason == "picked: `pick: 0` in the storyboard"
 
 
+@pytest.mark.slow
 def test_pick_first_keeps_take_zero(tmp_path):
     story = tmp_path / "story.yaml"
     story.write_text(STORY + "  - id: dock\n    scene: A dock.\n    audio: water\n", encoding="utf-8")
@@ -197,6 +198,7 @@ def test_pick_first_keeps_take_zero(tmp_path):
     assert picked.exit_code == 0 and picked.chosen == {"pier": 0, "walk": 0, "dock": 0}
 
 
+@pytest.mark.slow
 def test_when_a_take_of_the_parent_fails_the_extension_starts_from_another(tmp_path):
     story = tmp_path / "story.yaml"
     story.write_text(STORY.replace("takes: 2", "takes: 3"), encoding="utf-8")

@@ -187,6 +187,7 @@ def test_check_does_not_import_torch(tmp_path):
     assert "heavy: []" in out.stdout
 
 
+@pytest.mark.slow
 def test_real_entry_script(tmp_path):
     path = story(tmp_path, GOOD.replace("<E>", "</S>"))
     # tests/run installs the `test` extra; asking for the same keeps the script from reinstalling

@@ -66,6 +66,7 @@ def test_fcpxml_parses_and_durations_match(rendered):
     assert any(m.get("value") == "Ada: The boats are late today." for m in spine.iter("marker"))
 
 
+@pytest.mark.slow
 def test_fcp7_xml_edl_and_bundle(rendered):
     out, report = rendered
     xml = ET.parse(export(out, "xml", None, "The pier")).getroot()

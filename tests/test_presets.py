@@ -84,6 +84,7 @@ def test_the_vae_decode_counts_its_weights_and_tiles_shrink_it():
     assert untiled > tiled > weights + 2 * output and untiled > 2 * tiled
 
 
+@pytest.mark.slow
 def test_swapping_grows_as_the_budget_shrinks():
     swaps = [_plan(p, "960x960_5s").blocks_to_swap for p in ("80gb", "24gb", "16gb", "12gb")]
     assert swaps == sorted(swaps) and swaps[0] == 0 and swaps[-1] > 0
