@@ -10,17 +10,19 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
 from engine import layout
-from engine.variants import FP8_FILENAME, VARIANTS
+from engine.variants import VARIANTS
 from ovi_studio import cost
 from ovi_studio.errors import UserError
-from ovi_studio.plan import build_plan, cache_key, default_out_dir
+from ovi_studio.plan import build_plan, cache_key, default_out_dir, start_extension
 from ovi_studio.store import stored_dir
-from ovi_studio.storyboard import load_storyboard
+from ovi_studio.storyboard import QcThresholds, load_storyboard
+from ovi_studio.take_choice import FAIL, PASS, QC_FILE, Check, Choice, qc_key
 from take_fakes import commit_plan
 
 V720 = VARIANTS["720x720_5s"]
@@ -447,3 +449,43 @@ def test_an_incomplete_stored_take_renders_with_the_linked_takes_reason(tmp_path
     assert by_take(plan_of(path))["c/0"] == ("stale", ["not rendered yet"])
     (c.stored_dir / "meta.json").unlink()
     assert by_take(plan_of(path))["c/0"] == ("stale", ["not rendered yet"])
+
+
+# -- an unpicked parent of several takes: its best take ---------------------------------------------
+
+UNPICKED = STORY.replace("    pick: 0\n", "")
+
+
+def keep_checks(step, folder: Path, checks: list[Check]) -> None:
+    """qc.json beside a committed take, as the render keeps it (keyed by what it measured)."""
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / QC_FILE).write_text(json.dumps(
+        {"key": qc_key(meta, step.shot, QcThresholds()), "checks": [c.to_json() for c in checks]}))
+
+
+def test_the_best_of_stored_parent_takes_is_chosen_from_their_kept_checks(tmp_path):
+    path = story(tmp_path, UNPICKED)
+    first = plan_of(path, pick="first")
+    commit_plan(first)
+    a0, a1 = first.steps[0], first.steps[1]
+    move_into_store(SimpleNamespace(steps=[a0, a1]))  # a's takes are stored, not linked
+    keep_checks(a0, a0.stored_dir, [Check("black", FAIL, "black: 5.00 s from 0.00 s")])
+    keep_checks(a1, a1.stored_dir, [Check("black", PASS, "no black stretch")])
+    plan = plan_of(path)
+    assert [s.status for s in plan.steps[:2]] == ["stored", "stored"]
+    b = plan.steps[2]
+    assert (b.parent_take, b.parent_choice.take, b.parent_choice.scores) == (1, 1, {0: 0.0, 1: 1.0})
+    assert b.key_inputs["parent"] == plan.steps[1].cache_key and b.cache_key == cache_key(b.key_inputs)
+    assert b.reasons == ["parent a re-picked (take 0 -> take 1)"]
+
+
+def test_an_extension_keyed_at_dispatch_follows_a_parent_that_renders(tmp_path):
+    picked = plan_of(story(tmp_path, STORY.replace("pick: 0", "pick: 1")))
+    commit_plan(picked)  # b rendered from a's take 1
+    path = story(tmp_path, UNPICKED)
+    plan = plan_of(path, force=["a"])  # a renders again: b waits for its best take
+    a0, a1, b = plan.steps[:3]
+    assert b.cache_key == "" and a1.renders
+    start_extension(b, a1, [a0, a1], Choice(1, "best by quality checks: take 1 passed 100%"))
+    assert b.cache_key == picked.steps[2].cache_key  # b's own take is complete for this key
+    assert (b.status, b.reasons) == ("stale", ["upstream shot a renders"])

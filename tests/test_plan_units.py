@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from ovi_studio.errors import UserError
+from ovi_studio.take_choice import Choice
 from ovi_studio.plan import (Plan, PlannedTake, cache_key, changed_files, check_pick,
                              check_selection, execution_order, explain_changes, parent_problem,
                              read_take_meta, seeded_from, take_state, wanted_takes)
@@ -305,11 +306,12 @@ def test_a_pick_must_render():
 
 # -- plan --json ----------------------------------------------------------------------------------
 
-def planned(status="stale", wanted=True, parent=None, estimate=12.34, take=1, reasons=("why",)):
+def planned(status="stale", wanted=True, parent=None, estimate=12.34, take=1, reasons=("why",), choice=None):
     return PlannedTake(shot=SimpleNamespace(id="b"), take=take, seed=8, mode="extend" if parent else "t2v",
                        parent=parent, height=352, width=640, frames=121, cache_key="ab12cd",
                        key_inputs={"seed": 8}, status=status, reasons=list(reasons),
-                       estimate_seconds=estimate, out_dir=Path("/out"), parent_take=2, wanted=wanted)
+                       estimate_seconds=estimate, out_dir=Path("/out"), parent_take=2,
+                       parent_choice=choice, wanted=wanted)
 
 
 @pytest.mark.parametrize("status, wanted, action, renders", [
@@ -334,6 +336,8 @@ def test_a_planned_take_in_json_and_its_folders():
         "action": "render", "estimate_seconds": 12.4, "cache_key": "ab12cd",
         "artifact_dir": "/out/shots/b/take1", "key_inputs": {"seed": 8}}
     assert take.artifact_dir == Path("/out/shots/b/take1")
+    chosen = planned(parent="a", choice=Choice(2, "picked: `pick: 2` in the storyboard"))
+    assert chosen.to_json()["parent_choice"] == {"take": 2, "reason": "picked: `pick: 2` in the storyboard"}
     assert take.parent_dir == Path("/out/shots/a/take2")
     assert take.stored_dir == Path("/out/.takes/ab/ab12cd")
     alone = planned(status="fresh", estimate=12.34, take=0, reasons=())
