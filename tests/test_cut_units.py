@@ -5,6 +5,7 @@ report.json object it writes. `assemble` is a recorder here; tests/test_only_and
 tests/test_cut_reuse.py make real cuts."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -247,6 +248,8 @@ def test_the_report_object_of_a_cut(tmp_path):
             {"shot": "b", "take_dir": "shots/b/take1", "frames": 121, "start_frame": 1, "end_frame": 119,
              "transition_frames": 6, "cut_start": 118, "dialogue": []}],
         "pieces": [{"shots": ["a"], "frames": 112, "reused": True}, {"shots": ["a", "b"], "frames": 6, "reused": False}]}
+    bare = dataclasses.replace(_result(out), srt=None, vtt=None, chapters=None)  # no speech, no chapters
+    assert [final_json(bare, out, "key1", 1.0, segs)[k] for k in ("srt", "vtt", "chapters")] == [None, None, None]
 
 
 # -- assemble_cut ------------------------------------------------------------------------------
