@@ -69,7 +69,6 @@ def test_final_cut_has_equal_streams_subtitles_chapters_and_loudness(tmp_path):
     assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
 
 
-@pytest.mark.slow
 def test_twenty_segments_do_not_drift(tmp_path):
     segs = [_segment(tmp_path, f"s{i}", 12, width=16, height=16, seed=i, audio_s=0.5 - 0.018 + 0.012 * (i % 3))
             for i in range(20)]
