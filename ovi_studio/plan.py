@@ -249,7 +249,7 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
                         hint="run `ovi-studio check` to see them")
     check_selection(loaded, only, force)
     check_policy(pick)
-    wanted = wanted_takes(loaded, only, pick)
+    wanted = wanted_takes(loaded, only)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     ckpt = storyboard_ckpt_dir(loaded, ckpt_dir)
     choice = choose_engine(engine, loaded, ckpt)
@@ -325,12 +325,11 @@ def build_plan(loaded: LoadedStoryboard, out_dir: Path | None = None,
     return Plan(loaded, steps, out_dir, choice, variant, ckpt, checkpoint_identity(False))
 
 
-def wanted_takes(loaded: LoadedStoryboard, only: list[str] | None,
-                 pick: str = "best") -> set[tuple[str, int]] | None:
+def wanted_takes(loaded: LoadedStoryboard, only: list[str] | None) -> set[tuple[str, int]] | None:
     """--only: every take of the named shots, and of their ancestors only the take each one
-    continues from (nothing that nothing asked for renders): the chosen one when no quality
-    check is needed to know it, else take 0 (the best is then chosen among the takes that
-    exist). None: everything is wanted."""
+    continues from (nothing that nothing asked for renders): its `pick:`, else take 0 under any
+    --pick policy (the best is then chosen among the takes that exist). None: everything is
+    wanted."""
     if not only:
         return None
     wanted = {(name, take) for name in only for take in range(loaded.shot(name).takes)}
@@ -338,8 +337,7 @@ def wanted_takes(loaded: LoadedStoryboard, only: list[str] | None,
         shot = loaded.shot(name)
         while shot.extends is not None:
             shot = loaded.shot(shot.extends)
-            fixed = fixed_choice(shot, pick)
-            needed = (shot.id, fixed.take if fixed else 0)
+            needed = (shot.id, shot.pick if shot.pick is not None else 0)
             if needed in wanted:
                 break
             wanted.add(needed)

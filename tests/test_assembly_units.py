@@ -20,7 +20,6 @@ from ovi_studio.media import audio, ffmpeg
 from ovi_studio.render import assembly
 from ovi_studio.render.assembly import (AssemblySettings, Piece, PieceOutcome, Segment, cut_pieces,
                                         piece_graph, segment_starts)
-from ovi_studio.render.subtitles import Cue
 
 RATE = 48_000
 FRAME = 2000  # samples of one 24 fps frame at 48 kHz
@@ -192,13 +191,13 @@ def fake_encoder(monkeypatch):
 
 def test_shots_pass_when_their_last_piece_is_done():
     segs = [seg("a", 10), seg("b", 10, transition_frames=3), seg("c", 10)]
-    assert assembly._shots_passed(segs, cut_pieces(segs)) == [0, 1, 2, 3]
+    assert assembly._shots_passed(cut_pieces(segs)) == [0, 1, 2, 3]
     segs = [seg("a", 10), seg("b", 6, transition_frames=3), seg("c", 10, transition_frames=3)]
-    assert assembly._shots_passed(segs, cut_pieces(segs)) == [0, 1, 2, 3]
+    assert assembly._shots_passed(cut_pieces(segs)) == [0, 1, 2, 3]
     segs = [seg("a", 10), seg("b", 10)]
-    assert assembly._shots_passed(segs, cut_pieces(segs)) == [1, 2]
+    assert assembly._shots_passed(cut_pieces(segs)) == [1, 2]
     segs = [seg("a", 10), seg("b", 3, transition_frames=3)]  # b is all crossfade: both end there
-    assert assembly._shots_passed(segs, cut_pieces(segs)) == [0, 2]
+    assert assembly._shots_passed(cut_pieces(segs)) == [0, 2]
 
 
 def test_encode_pieces_reports_progress_and_reuses_the_pieces_already_there(frames_files, fake_encoder):

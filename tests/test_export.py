@@ -7,7 +7,6 @@ import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
@@ -79,7 +78,7 @@ def test_fcp7_xml_edl_and_bundle(rendered):
     with zipfile.ZipFile(bundle) as z:
         media = sorted(n for n in z.namelist() if n.startswith("media/"))
     take = report["shots"][0]["pick"]["take"]
-    assert media == [f"media/boat-take0.mp4", f"media/harbour-take{take}.mp4",
+    assert media == ["media/boat-take0.mp4", f"media/harbour-take{take}.mp4",
                      "media/pier-take0.mp4", "media/walk-take0.mp4"]
 
 

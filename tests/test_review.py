@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np

@@ -5,7 +5,6 @@ encoder's and the tokenizer's identity (by content) and the dtype."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 

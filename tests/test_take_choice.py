@@ -157,4 +157,4 @@ def test_an_extension_keyed_when_dispatched_is_keyed_as_a_plan_would_key_it(tmp_
 
 def test_only_wants_the_take_an_ancestor_is_known_to_continue_from_else_take_0(tmp_path):
     assert wanted_takes(load_storyboard(story(tmp_path)), ["walk"]) == {("walk", 0), ("pier", 0)}
-    assert wanted_takes(load_storyboard(story(tmp_path, pick=1)), ["walk"], "first") == {("walk", 0), ("pier", 1)}
+    assert wanted_takes(load_storyboard(story(tmp_path, pick=1)), ["walk"]) == {("walk", 0), ("pier", 1)}

@@ -314,8 +314,8 @@ class PieceOutcome:
 EncodeListener = Callable[[int, int, int, int], None]
 
 
-def _shots_passed(segments: list[Segment], pieces: list[Piece]) -> list[int]:
-    """After each piece, how many segments have all their frames in pieces up to it."""
+def _shots_passed(pieces: list[Piece]) -> list[int]:
+    """After each piece, how many shots have all their frames in pieces up to it."""
     last = {}
     for p, piece in enumerate(pieces):
         for index, _, _ in piece.parts:
@@ -340,7 +340,7 @@ def encode_pieces(segments: list[Segment], settings: AssemblySettings, folder: P
     report(0, to_encode, 0, len(segments))
     done: list[tuple[Path, PieceOutcome]] = []
     passed_before = 0
-    for piece, key, passed in zip(pieces, keys, _shots_passed(segments, pieces)):
+    for piece, key, passed in zip(pieces, keys, _shots_passed(pieces)):
         path = folder / f"{key}.mp4"
         reused = path.is_file()
         if not reused:
