@@ -17,6 +17,7 @@ from ovi_studio.render.inputs import RenderOptions
 from ovi_studio.render.junit import junit_xml
 from ovi_studio.render.preview import PreviewEngine
 from ovi_studio.render.progress import RenderProgress
+from ovi_studio.render.report import batch_line
 from ovi_studio.render.session import RenderSession
 from preview_render import STORY
 
@@ -112,3 +113,37 @@ def mp4_tags(path: Path) -> dict[str, str]:
     banner = ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-i", str(path)], check=False).stderr.decode()
     section = banner.split("Metadata:", 1)[1].split("Duration:", 1)[0]
     return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+)\s*: (.*)$", section, re.M)}
+
+
+def test_batch_line_totals_the_storyboards_and_counts_those_not_planned():
+    planned = {"shots": {"rendered": 2, "fresh": 1, "failed": 0, "other": 0}, "gpu_seconds": 1.2, "cut_status": "done"}
+    failing = {"shots": {"rendered": 0, "fresh": 3, "failed": 1, "other": 1}, "gpu_seconds": 0.5, "cut_status": "failed"}
+    refused = {"storyboard": "bad.yaml", "status": "not planned", "error": "1 lint error(s)"}
+    assert batch_line([planned, refused, failing]) == (
+        "ovi-studio batch: 3 storyboard(s), 1 not planned, 2 shot(s) rendered, 4 fresh, 1 failed; "
+        "GPU time 1.7 s; 1 cut(s)")
+    assert batch_line([planned]) == (
+        "ovi-studio batch: 1 storyboard(s), 2 shot(s) rendered, 1 fresh, 0 failed; GPU time 1.2 s; 1 cut(s)")
+
+
+@pytest.mark.slow
+def test_batch_json_junit_pick_and_the_last_line(tmp_path):
+    (tmp_path / "a-bad.yaml").write_text("version: 1\nmodel: 720x720_5s\nshots:\n  - id: a\n    duration: 7\n"
+                                         "    scene: A cat on a wall.\n", encoding="utf-8")
+    (tmp_path / "b-good.yaml").write_text(STORY, encoding="utf-8")
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run([sys.executable, "-m", "ovi_studio", "batch", str(tmp_path), "--engine", "preview",
+                           "--json", "--junit", str(junit), "--pick", "first"], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # the storyboard with a lint error is not rendered
+    bad, good = json.loads(proc.stdout)["storyboards"]  # stdout is the JSON alone, in the table's order
+    assert bad["storyboard"] == str(tmp_path / "a-bad.yaml") and bad["status"] == "not planned"
+    assert "OVI403" in bad["error"]
+    assert good["storyboard"] == str(tmp_path / "b-good.yaml") and good["cut_status"] == "done"
+    assert good["shots"] == {"rendered": 4, "fresh": 0, "failed": 0, "other": 0}
+    report = json.loads(Path(good["report"]).read_text())
+    assert report["pick_policy"] == "first"
+    harbour = report["shots"][0]["pick"]  # two takes, no `pick:`
+    assert (harbour["take"], harbour["reason"]) == (0, "take 0 (--pick first)")
+    assert re.fullmatch(r"ovi-studio batch: 2 storyboard\(s\), 1 not planned, 4 shot\(s\) rendered, 0 fresh, "
+                        r"0 failed; GPU time \d+\.\d s; 1 cut\(s\)", proc.stderr.strip().splitlines()[-1])
+    assert len(cases(junit.read_text())) == 6  # the good storyboard's 5 takes and its cut

@@ -134,5 +134,21 @@ def run_summary(report: dict, report_path: Path | None = None) -> dict:
 def summary_line(summary: dict) -> str:
     shots = summary["shots"]
     cut = summary["cut"] if summary["cut_status"] in ("done", "cached") else f"no cut ({summary['cut_status']})"
-    return (f"ovi-studio: {shots['rendered']} shot(s) rendered, {shots['fresh']} fresh, "
-            f"{shots['failed']} failed; GPU time {summary['gpu_seconds']:.1f} s; cut: {cut}")
+    return f"ovi-studio: {_shot_counts(shots, summary['gpu_seconds'])}; cut: {cut}"
+
+
+def batch_line(entries: list[dict]) -> str:
+    """`batch`'s last line: the totals of its storyboards' summaries (`run_summary`, or a
+    storyboard that was not planned)."""
+    summaries = [entry for entry in entries if "shots" in entry]
+    not_planned = len(entries) - len(summaries)
+    totals = {kind: sum(s["shots"][kind] for s in summaries) for kind in ("rendered", "fresh", "failed")}
+    cuts = sum(1 for s in summaries if s["cut_status"] in ("done", "cached"))
+    skipped = f", {not_planned} not planned" if not_planned else ""
+    return (f"ovi-studio batch: {len(entries)} storyboard(s){skipped}, "
+            f"{_shot_counts(totals, sum(s['gpu_seconds'] for s in summaries))}; {cuts} cut(s)")
+
+
+def _shot_counts(shots: dict, gpu_seconds: float) -> str:
+    return (f"{shots['rendered']} shot(s) rendered, {shots['fresh']} fresh, "
+            f"{shots['failed']} failed; GPU time {gpu_seconds:.1f} s")
