@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from ovi_studio.errors import UserError
 from ovi_studio.render.artifacts import atomic_target, read_json
-from ovi_studio.render.report import REPORT, cut_cues
+from ovi_studio.render.report import CUT_MADE, REPORT, cut_cues
 from ovi_studio.media.rates import FPS
 
 FORMATS = {  # --format -> (OTIO adapter, file suffix)
@@ -47,7 +47,7 @@ def cut_timeline(report: dict, out_dir: Path, name: str):
     otio = _otio()
     final = report.get("final") or {}
     segments = final.get("segments")
-    if final.get("status") not in ("done", "cached") or not segments:
+    if final.get("status") not in CUT_MADE or not segments:
         raise UserError(f"{out_dir / REPORT} has no assembled cut to export",
                         hint="run `ovi-studio render` first (it must finish the final cut)")
     rt = lambda frames: otio.opentime.RationalTime(frames, FPS)  # noqa: E731

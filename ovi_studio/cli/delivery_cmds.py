@@ -55,6 +55,7 @@ def pick(
     from ovi_studio.api import pick as pick_take
     from ovi_studio.cli.render_cmd import summarize
     from ovi_studio.render.progress import make_progress
+    from ovi_studio.render.report import CUT_MADE
     progress = make_progress(quiet)
     outcome = pick_take(storyboard, shot, take, out, progress=progress)
     typer.echo(f"{storyboard}: shot {shot} now uses take {take}")
@@ -62,4 +63,4 @@ def pick(
         if record.status == "stale" and record.take == outcome.chosen.get(record.shot):
             typer.echo(f"stale: {record.shot}/take{record.take}: {record.reason}", err=True)
     summarize(outcome, outcome.out_dir, quiet)
-    raise typer.Exit(1 if outcome.final.get("status") not in ("done", "cached") else outcome.exit_code)
+    raise typer.Exit(1 if outcome.final.get("status") not in CUT_MADE else outcome.exit_code)

@@ -105,8 +105,9 @@ def make_backend(name: str, address: str | None, workers: int | None):
 
 
 def summarize(outcome, out_dir: Path, quiet: bool, to_stderr: bool = False) -> None:
+    from ovi_studio.render.report import CUT_MADE
     final = outcome.final
-    if final.get("status") in ("done", "cached"):
+    if final.get("status") in CUT_MADE:
         typer.echo(f"final cut: {out_dir / final['path']} ({final['duration_s']:.2f}s)", err=to_stderr)
     for record in outcome.records:
         if record.status == "failed":

@@ -10,6 +10,7 @@ from pathlib import Path
 from ovi_studio.errors import UserError
 from ovi_studio.render.inputs import RenderOptions
 from ovi_studio.render.progress import RenderProgress
+from ovi_studio.render.report import CUT_MADE
 from ovi_studio.render.session import RenderOutcome, RenderSession, render_sessions
 
 STORYBOARD_SUFFIXES = (".yaml", ".yml")
@@ -36,7 +37,7 @@ class BatchRow:
     @property
     def cut(self) -> Path | None:
         final = self.outcome.final if self.outcome else {}
-        if final.get("status") in ("done", "cached") and self.outcome.report_path:
+        if final.get("status") in CUT_MADE and self.outcome.report_path:
             return self.outcome.report_path.parent / final["path"]
         return None
 

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ovi_studio.render.artifacts import write_text_atomic
+from ovi_studio.render.report import CUT_MADE
 
 SKIPPED = {"cached": "fresh: up to date, not rendered again"}
 
@@ -66,7 +67,7 @@ def _suite(root: ET.Element, report: dict) -> dict[str, int]:
     final = report.get("final") or {}
     case = _case(suite, classname, "final cut", final.get("seconds"))
     quality = _quality_failures(final.get("qc"))
-    if final.get("status") not in ("done", "cached"):
+    if final.get("status") not in CUT_MADE:
         reason = final.get("reason") or final.get("status", "not assembled")
         _fail(case, "assembly", reason, reason)
     elif quality:

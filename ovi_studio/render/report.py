@@ -13,6 +13,10 @@ from ovi_studio.render.artifacts import read_json, write_json_atomic
 SCHEMA = 1
 
 
+# final["status"] of a cut that exists: assembled by this run, or an earlier run's still valid
+CUT_MADE = ("done", "cached")
+
+
 @dataclass
 class TakeRecord:
     shot: str
@@ -133,7 +137,7 @@ def run_summary(report: dict, report_path: Path | None = None) -> dict:
 
 def summary_line(summary: dict) -> str:
     shots = summary["shots"]
-    cut = summary["cut"] if summary["cut_status"] in ("done", "cached") else f"no cut ({summary['cut_status']})"
+    cut = summary["cut"] if summary["cut_status"] in CUT_MADE else f"no cut ({summary['cut_status']})"
     return f"ovi-studio: {_shot_counts(shots, summary['gpu_seconds'])}; cut: {cut}"
 
 
@@ -143,7 +147,7 @@ def batch_line(entries: list[dict]) -> str:
     summaries = [entry for entry in entries if "shots" in entry]
     not_planned = len(entries) - len(summaries)
     totals = {kind: sum(s["shots"][kind] for s in summaries) for kind in ("rendered", "fresh", "failed")}
-    cuts = sum(1 for s in summaries if s["cut_status"] in ("done", "cached"))
+    cuts = sum(1 for s in summaries if s["cut_status"] in CUT_MADE)
     skipped = f", {not_planned} not planned" if not_planned else ""
     return (f"ovi-studio batch: {len(entries)} storyboard(s){skipped}, "
             f"{_shot_counts(totals, sum(s['gpu_seconds'] for s in summaries))}; {cuts} cut(s)")

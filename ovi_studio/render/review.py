@@ -22,7 +22,7 @@ from ovi_studio.output_names import REVIEW_ASSETS, REVIEW_PAGE
 from ovi_studio.media import audio as audio_io
 from ovi_studio.render.artifacts import TakeLayout, atomic_target, read_json, write_text_atomic
 from ovi_studio.render.quality import FAIL, frames_at
-from ovi_studio.render.report import cut_cues
+from ovi_studio.render.report import CUT_MADE, cut_cues
 from ovi_studio.media.rates import FPS
 
 PAGE, ASSETS = REVIEW_PAGE, REVIEW_ASSETS
@@ -75,7 +75,7 @@ def _summary(report: dict) -> str:
     failures = [f"<li><b>{_e(s['id'])}/take{t['take']}</b>: {_e(t['status'])}: {_e(t.get('reason', ''))}</li>"
                 for s in report["shots"] for t in s["takes"] if t["status"] in ("failed", "skipped")]
     final = report.get("final") or {}
-    if final.get("status") not in ("done", "cached"):
+    if final.get("status") not in CUT_MADE:
         failures.append(f"<li><b>final cut</b>: {_e(final.get('status'))}: {_e(final.get('reason', ''))}</li>")
     qc_fails = [f"<li><b>final cut</b>: {_e(c['check'])}: {_e(c['detail'])}</li>"
                 for c in final.get("qc", []) if c["status"] == FAIL]
@@ -95,7 +95,7 @@ def _summary(report: dict) -> str:
 
 def _final(report: dict, out_dir: Path) -> str:
     final = report.get("final") or {}
-    if final.get("status") not in ("done", "cached") or not final.get("path"):
+    if final.get("status") not in CUT_MADE or not final.get("path"):
         return '<section id="final"><h2>Final cut</h2><p>Not assembled.</p></section>'
     chapters = _chapters(final)
     # Cues go in as data, not as <track src>: a page opened from a file may not load tracks

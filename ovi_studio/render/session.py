@@ -34,7 +34,7 @@ from ovi_studio.render.inputs import RenderOptions, load_for_render
 from ovi_studio.render.take import TakeContext, record_error, render_take, shot_job
 from ovi_studio.render.outdir import OutputFolder, hold
 from ovi_studio.render.progress import RenderProgress
-from ovi_studio.render.report import REPORT, TakeRecord, build_report, write_report
+from ovi_studio.render.report import CUT_MADE, REPORT, TakeRecord, build_report, write_report
 from ovi_studio.render.events import EVENTS_NAME, EventLog
 from ovi_studio.render.scheduler import DONE, FAILED, LOCAL, Event, InlineBackend, Outcome, Task, schedule
 from ovi_studio.render.timings import PREVIEW_FALLBACK_S, TimingStore, timing_key
@@ -520,7 +520,7 @@ class RenderSession:
             for shot in self.loaded.shots}
 
     def _check_cut(self, final: dict) -> None:
-        if final.get("status") not in ("done", "cached"):
+        if final.get("status") not in CUT_MADE:
             return
         segments, _ = self.cut_segments()
         starts = final["segment_starts"]
