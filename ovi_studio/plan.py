@@ -30,6 +30,7 @@ import heapq
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from engine import layout
@@ -163,6 +164,14 @@ class Plan:
     variant: Variant  # the storyboard's, with the checkpoint's arch.json overrides
     ckpt_dir: Path | None = None
     checkpoint: str = NO_CHECKPOINT
+
+    @cached_property
+    def takes_of(self) -> dict[str, list[PlannedTake]]:
+        """Each shot's planned takes, by take number."""
+        takes: dict[str, list[PlannedTake]] = {}
+        for step in self.steps:
+            takes.setdefault(step.shot.id, []).append(step)
+        return takes
 
     @property
     def blocked(self) -> list[PlannedTake]:

@@ -149,9 +149,6 @@ class RenderSession:
         self.lint = self._lint() if lint else lint_skipped()
         self.plan = build_plan(loaded, self.options.out_dir, self.options.ckpt_dir, self.options.engine,
                                only=self.options.only, force=self.options.force, pick=self.options.pick)
-        self._takes_of: dict[str, list] = {}  # shot -> its planned takes, by take number
-        for step in self.plan.steps:
-            self._takes_of.setdefault(step.shot.id, []).append(step)
         self.out_dir, self.ckpt_dir = self.plan.out_dir, self.plan.ckpt_dir
         self._engine_name = self.plan.engine.name
         self.cut = Cut(loaded, self.out_dir, cut_overrides, self._engine_name)
@@ -233,7 +230,7 @@ class RenderSession:
         the best is to be chosen (choose_parent_take)."""
         if step.parent is None:
             return []
-        return [step.parent_take] if step.parent_take is not None else [t.take for t in self._takes_of[step.parent]]
+        return [step.parent_take] if step.parent_take is not None else [t.take for t in self.plan.takes_of[step.parent]]
 
     def choose_parent_take(self, step) -> None:
         """When an extension is dispatched whose parent take the plan left to choose: check
@@ -242,7 +239,7 @@ class RenderSession:
         a take of that key is stored."""
         if step.parent is None or step.parent_take is not None:
             return
-        parent_takes = self._takes_of[step.parent]
+        parent_takes = self.plan.takes_of[step.parent]
         shot = self.loaded.shot(step.parent)
         checks = {}
         for take in parent_takes:
@@ -509,8 +506,9 @@ class RenderSession:
         thresholds = self.loaded.model.qc
         for record in self.records:
             if record.ok:
-                record.qc = quality.checks_of_take(record.dir, self.loaded.shot(record.shot),
-                                                   self.out_dir, thresholds)
+                if record.qc is None:  # else checked when an extension of it was dispatched
+                    record.qc = quality.checks_of_take(record.dir, self.loaded.shot(record.shot),
+                                                       self.out_dir, thresholds)
                 for check in take_choice.failures(record.qc):
                     self.progress.log(f"{record.shot}/take{record.take}: quality check {check.name} "
                                       f"failed: {check.detail}")
